@@ -1,0 +1,1 @@
+"""Structure-aware diffusion reproduction library (EPD, DDPM, IHDM, BNDM, Cold Diffusion)."""
