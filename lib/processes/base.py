@@ -73,6 +73,8 @@ class DiffusionProcess:
 
     name: ClassVar[str] = "base"
     config_cls: ClassVar[type] = object
+    # A small but valid configuration (few steps) for smoke runs and the contract tests.
+    small_overrides: ClassVar[dict] = {}
 
     def __init__(self, config: Any = None, **overrides):
         if config is None:
@@ -101,6 +103,11 @@ class DiffusionProcess:
     def out_channels(self, data_channels: int) -> int:
         """Number of output channels the network needs for data with ``data_channels`` channels."""
         return data_channels
+
+    @property
+    def batch_independent(self) -> bool:
+        """Whether sample i depends only on its own noise (False when a process couples a batch)."""
+        return True
 
     def net_time(self, t: torch.Tensor) -> torch.Tensor:
         """What the network receives as its time input for integer indices ``t`` [B] (float [B])."""

@@ -1,0 +1,257 @@
+"""One training loop for every process: Adam(W), EMA, optional clipping/warm-up, bf16 autocast on CUDA,
+atomic and resumable checkpoints that carry (and check) the process, network and training configs.
+
+    result = train(process, net, data, TrainConfig(steps=2000, batch_size=64), run_dir="cache/runs/x")
+
+Resuming: calling ``train`` again with the same ``run_dir`` continues from ``run_dir/checkpoint.pt``; the
+data order, flips, time steps, noise and dropout continue exactly as in an uninterrupted run (all generator
+states are checkpointed).  A checkpoint written under a different process / network / training config is
+refused with ``CheckpointMismatchError`` (pass ``allow_mismatch=True`` to override deliberately).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+from tqdm.auto import tqdm
+
+from lib import io
+from lib.processes import DiffusionProcess, process_from_dict
+
+CHECKPOINT_NAME = "checkpoint.pt"
+# Fields of TrainConfig that may change between a run and its resumption (extending a run is allowed).
+_RESUMABLE_FIELDS = ("steps", "ckpt_every", "log_every")
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint was written under a different configuration than the one asked for."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN/inf; the run stopped and the last good checkpoint was kept."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 80_000                 # Optimiser steps (EPD AFHQ-Cat 128²: 1000 epochs ≈ 80k at batch 64).
+    batch_size: int = 64                # Global batch (EPD paper: 64 in pixel space).
+    lr: float = 2e-5                    # EPD/DDPM pixel space 2e-5; IHDM 1e-4..2e-4; BNDM 1e-4.
+    optimizer: str = "adam"             # "adam" (EPD, IHDM) | "adamw" (BNDM, weight decay 0.01).
+    weight_decay: float = 0.0           # Adam(W) weight decay.
+    warmup_steps: int = 0               # Linear lr warm-up (IHDM: 5000; EPD: none).
+    grad_clip: Optional[float] = None   # Gradient-norm clip (IHDM, BNDM: 1.0; EPD: none).
+    ema_decay: float = 0.999            # EMA of the weights (EPD config value; kept beside the raw weights).
+    ema_warmup: bool = False            # IHDM's min(decay, (1+n)/(10+n)).
+    hflip: bool = True                  # Random horizontal flips (p = 0.5).
+    seed: int = 0                       # Seeds data order, flips, t, noise and dropout.
+    ckpt_every: int = 1000              # Checkpoint interval in steps (also written at the end).
+    log_every: int = 50                 # Loss-log interval in steps.
+    amp: bool = True                    # bf16 autocast (CUDA only; CPU always runs float32).
+    channels_last: bool = True          # channels_last memory format (CUDA only).
+
+    def __post_init__(self):
+        if self.optimizer not in ("adam", "adamw"):
+            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
+        for name in ("steps", "batch_size", "ckpt_every", "log_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"TrainConfig.{name} must be a positive int, got {v!r}")
+
+
+@dataclass
+class TrainResult:
+    net: torch.nn.Module
+    ema: torch.nn.Module
+    log: List[Dict[str, float]] = field(default_factory=list)
+    step: int = 0
+    checkpoint: Optional[Path] = None
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+def _net_config(net) -> Optional[dict]:
+    cfg = getattr(net, "config", None)
+    if cfg is None:
+        return None
+    return cfg.to_dict() if hasattr(cfg, "to_dict") else dataclasses.asdict(cfg)
+
+
+def _as_uint8_or_float(data) -> torch.Tensor:
+    images = getattr(data, "images", data)
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise TypeError("data must be a [N, C, H, W] tensor (uint8, or float in [-1, 1]) or an ImageDataset")
+    return images
+
+
+def _batch(images: torch.Tensor, idx: torch.Tensor, flip: torch.Tensor, device) -> torch.Tensor:
+    x = images[idx].to(device, non_blocking=True)
+    x = x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x.float()
+    return torch.where(flip.to(device).view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def _diff(a: dict, b: dict) -> List[str]:
+    keys = sorted(set(a) | set(b))
+    return [f"{k}: checkpoint={a.get(k)!r} requested={b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+
+
+def check_compatible(ckpt: dict, process: DiffusionProcess, net=None, config: Optional[TrainConfig] = None,
+                     allow_mismatch: bool = False) -> None:
+    """Refuse a checkpoint whose process / network / training config differs from the requested one (U15)."""
+    problems = _diff(ckpt["process"], process.config_dict())
+    if net is not None and _net_config(net) is not None and ckpt.get("net_config") is not None:
+        problems += [f"net.{p}" for p in _diff(ckpt["net_config"], _net_config(net))]
+    if config is not None:
+        a = {k: v for k, v in ckpt["train_config"].items() if k not in _RESUMABLE_FIELDS}
+        b = {k: v for k, v in dataclasses.asdict(config).items() if k not in _RESUMABLE_FIELDS}
+        problems += [f"train.{p}" for p in _diff(a, b)]
+    if problems and not allow_mismatch:
+        raise CheckpointMismatchError(
+            "checkpoint was written with a different configuration (refusing to load it; use a new run "
+            "directory, or allow_mismatch=True to load it anyway):\n  " + "\n  ".join(problems))
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def build_from_checkpoint(path, device="cpu", use_ema: bool = True):
+    """(process, net) rebuilt from a checkpoint; the net holds the EMA weights unless ``use_ema=False``."""
+    from lib.unet import UNet, UNetConfig
+    ckpt = load_checkpoint(path)
+    process = process_from_dict(ckpt["process"])
+    net = UNet(UNetConfig.from_dict(ckpt["net_config"]))
+    net.load_state_dict(ckpt["ema" if use_ema else "net"])
+    return process, net.to(device).eval()
+
+
+def _rng_state(gens: Dict[str, torch.Generator]) -> dict:
+    state = {k: g.get_state() for k, g in gens.items()}
+    state["torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(gens: Dict[str, torch.Generator], state: dict) -> None:
+    for k, g in gens.items():
+        g.set_state(state[k])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+def train(process: DiffusionProcess, net: torch.nn.Module, data, config: TrainConfig = TrainConfig(), *,
+          run_dir=None, device="cpu", resume: bool = True, allow_mismatch: bool = False,
+          stop_after: Optional[int] = None, progress: bool = True,
+          on_log: Optional[Callable[[Dict[str, float]], None]] = None) -> TrainResult:
+    """Train ``net`` on ``data`` ([N,C,H,W] uint8 or [-1,1] float, or an ImageDataset) for ``config.steps``.
+
+    run_dir     -- where ``checkpoint.pt`` is written (atomically) every ``ckpt_every`` steps and at the end;
+                   with ``resume`` an existing checkpoint there is continued.  None: no checkpoints.
+    stop_after  -- stop after this many steps *in this call* (used to split long runs; the checkpoint resumes).
+    """
+    device = torch.device(device)
+    images = _as_uint8_or_float(data)
+    if images.shape[0] == 0:
+        raise ValueError("data is empty")
+    cuda = device.type == "cuda"
+    if cuda:
+        images = images.to(device)  # small datasets live on the GPU: no host transfer per step
+    net = net.to(device)
+    if cuda and config.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
+    opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    opt_kw = {"fused": True} if cuda else {}
+    opt = opt_cls(net.parameters(), lr=config.lr, weight_decay=config.weight_decay, **opt_kw)
+
+    gen_device = device if cuda else torch.device("cpu")
+    gens = {"data": torch.Generator("cpu").manual_seed(config.seed),
+            "process": torch.Generator(gen_device).manual_seed(config.seed + 1)}
+    torch.manual_seed(config.seed + 2)  # dropout
+    step, log = 0, []
+    ckpt_path = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
+    if ckpt_path is not None and resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, map_location=device)
+        check_compatible(ckpt, process, net, config, allow_mismatch)
+        net.load_state_dict(ckpt["net"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["opt"])
+        _set_rng_state(gens, ckpt["rng"])
+        step, log = ckpt["step"], ckpt["log"]
+
+    def save():
+        if ckpt_path is None:
+            return
+        io.torch_save({"step": step, "net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                       "rng": _rng_state(gens), "log": log, "process": process.config_dict(),
+                       "net_config": _net_config(net), "train_config": dataclasses.asdict(config)}, ckpt_path)
+
+    end = config.steps if stop_after is None else min(config.steps, step + stop_after)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and config.amp) else torch.autocast("cpu", enabled=False)
+    net.train()
+    window: List[torch.Tensor] = []
+    t_last = time.perf_counter()
+    bar = tqdm(total=config.steps, initial=step, desc=f"train {process.name}", disable=not progress)
+    while step < end:
+        idx = torch.randint(0, images.shape[0], (config.batch_size,), generator=gens["data"])
+        flip = (torch.rand(config.batch_size, generator=gens["data"]) < 0.5) & config.hflip
+        x0 = _batch(images, idx.to(images.device), flip, device)
+        if cuda and config.channels_last:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+        if config.warmup_steps:
+            for g in opt.param_groups:
+                g["lr"] = config.lr * min(1.0, (step + 1) / config.warmup_steps)
+        with autocast:
+            loss = process.loss(net, x0, generator=gens["process"]).float().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+        opt.step()
+        decay = min(config.ema_decay, (1 + step) / (10 + step)) if config.ema_warmup else config.ema_decay
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), net.parameters()):
+                pe.lerp_(p.detach(), 1.0 - decay)
+            for be, b in zip(ema.buffers(), net.buffers()):
+                be.copy_(b)
+        window.append(loss.detach())
+        step += 1
+        bar.update(1)
+        # Flush the loss window at log points and before every checkpoint, so no NaN state is ever saved.
+        at_ckpt = step % config.ckpt_every == 0 or step == end
+        if step % config.log_every == 0 or at_ckpt:
+            mean_loss = torch.stack(window).mean().item()  # the only host sync, once per interval
+            now = time.perf_counter()
+            entry = {"step": step, "loss": mean_loss, "sec_per_step": (now - t_last) / len(window)}
+            window.clear()
+            t_last = now
+            if not math.isfinite(mean_loss):
+                bar.close()
+                raise NonFiniteLossError(
+                    f"non-finite loss ({mean_loss}) at or before step {step} of {process.name}; the run stopped "
+                    f"and the last good checkpoint is kept at {ckpt_path} (lower the lr, set grad_clip, or "
+                    f"check the data)")
+            log.append(entry)
+            bar.set_postfix(loss=f"{mean_loss:.4g}")
+            if on_log is not None:
+                on_log(entry)
+        if at_ckpt and step != end:
+            save()
+    bar.close()
+    save()
+    net.eval()
+    return TrainResult(net=net, ema=ema, log=log, step=step, checkpoint=ckpt_path)

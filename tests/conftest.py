@@ -1,0 +1,67 @@
+"""Shared fixtures: tiny deterministic networks and images for the process tests."""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("MPLBACKEND", "Agg")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+class TinyNet(nn.Module):
+    """A small time-conditioned conv net (random init, non-zero output) for contract tests."""
+
+    def __init__(self, in_ch: int, out_ch: int, width: int = 8, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.conv1 = nn.Conv2d(in_ch, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, out_ch, 3, padding=1)
+        self.temb = nn.Linear(2, width)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+
+    def forward(self, x, t):
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1).expand(x.shape[0])
+        emb = torch.stack([torch.sin(t / 100.0), torch.cos(t / 100.0)], dim=1)
+        h = torch.tanh(self.conv1(x) + self.temb(emb)[:, :, None, None])
+        return self.conv2(h)
+
+
+class OracleNet(nn.Module):
+    """Wraps a closure ``fn(x_t, t) -> output`` that knows the ground truth (oracle-network tests)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x, t):
+        return self.fn(x, t)
+
+
+def smooth_images(b: int = 4, c: int = 3, n: int = 16, seed: int = 0) -> torch.Tensor:
+    """Deterministic structured images in [-1, 1]: blobs and a step edge."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, n), torch.linspace(-1, 1, n), indexing="ij")
+    out = []
+    for i in range(b):
+        p = torch.rand(6, generator=g)
+        img = torch.stack([torch.tanh(3 * math.cos(3 * p[0]) * xx + 3 * p[1] * yy + (p[2 + ch % 3] - 0.5) * 2)
+                           for ch in range(c)])
+        img[:, :, : n // 2] *= 0.5 + 0.5 * p[5]
+        out.append(img)
+    return torch.stack(out).clamp(-1, 1)
+
+
+@pytest.fixture
+def images():
+    return smooth_images()
