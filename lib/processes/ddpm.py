@@ -128,9 +128,9 @@ class DDPM(DiffusionProcess):
 
     # --- DDIM (Song et al. 2021; baselines_spec.md §1.5) --------------------------------------------------
     def ddim_timesteps(self, num_steps: int, start: Optional[int] = None):
-        """Uniform sub-sequence of {0..top}, descending, ending with (t_min, -1) i.e. ᾱ_{-1} = 1."""
+        """Uniform sub-sequence of {0..top} that starts at top, descending, ending with (t_min, -1): ᾱ_{-1} = 1."""
         top = self.config.T - 1 if start is None else int(start)
-        ts = np.unique(np.round(np.linspace(0, top, min(num_steps, top + 1))).astype(int))[::-1]
+        ts = np.unique(np.round(np.linspace(top, 0, min(num_steps, top + 1))).astype(int))[::-1]
         return [(int(a), int(b)) for a, b in zip(ts, list(ts[1:]) + [-1])]
 
     def ddim_step(self, net, x_t, t, t_prev, generator=None, eta: float = 0.0):
