@@ -1,0 +1,461 @@
+"""Feature extractors for Fréchet distance and precision/recall, and the reference-feature cache.
+
+Two kinds (evaluation.md, "Metrics"):
+
+- ``InceptionExtractor``: pytorch-fid's ``InceptionV3`` pool3 (2048-d), column ``FID_inception``. Its weights
+  (``pt_inception-2015-12-05-6726825d.pth``) are looked up locally, never silently replaced, and downloaded
+  only when allowed (``offline=False`` or env ``FID_ALLOW_DOWNLOAD=1``).
+- ``ClassifierExtractor``: a small CNN that project code trains with a fixed seed on labelled images
+  (``mnistclf``: the embedded MNIST digits; ``cifarclf``: CIFAR-10), column ``FD_<name>``. Features are the
+  global-average-pooled last conv block (the layer before the linear classifier, as Inception's pool3).
+  Weights, held-out accuracy and a content hash of the training data are cached in
+  ``cache/extractors/<name>_<hash>.pt``.
+
+Every extractor: ``.name`` (table column), ``.key`` (short name), ``.dim``, ``.features(images)`` -> float32
+[N, dim] from images [N, C, H, W] in [-1, 1] (or uint8), which first go through ``to_uint8_rgb``;
+``.info()`` -> dict for results; ``.cache_id`` names its reference-feature files.
+
+    >>> ext = get_extractor("mnistclf")            # trains once (~30 s on 2 CPU cores), then loads the cache
+    >>> mu, sigma = reference_stats(ext, real, key="mnist-train-5000")
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import time
+import warnings
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from lib.io import atomic_path, torch_save
+from lib.metrics.fid import Stats, feature_stats
+from lib.metrics.image import to_uint8_rgb
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXTRACTOR_CACHE_DIR = REPO_ROOT / "cache" / "extractors"     # Trained classifier weights (git-ignored).
+STATS_CACHE_DIR = REPO_ROOT / "cache" / "fid_stats"          # Reference features and statistics.
+PROGRESS_MIN_IMAGES = 2000                                   # Show a progress bar from this many images.
+
+FID_WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
+FID_WEIGHTS_SHA256_PREFIX = "6726825d"                        # As in the file name (torch hub convention).
+ENV_WEIGHTS = "FID_INCEPTION_WEIGHTS"
+ENV_ALLOW_DOWNLOAD = "FID_ALLOW_DOWNLOAD"
+
+
+class MissingWeightsError(FileNotFoundError):
+    """A metric's network weights are not on disk (and downloading is not allowed)."""
+
+
+def content_hash(*arrays) -> str:
+    """12-hex-digit SHA-256 of arrays' dtype, shape and bytes (content addressing for caches)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a.numpy() if isinstance(a, torch.Tensor) else a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:12]
+
+
+@contextlib.contextmanager
+def torch_threads(n: Optional[int]):
+    """Temporarily set torch's intra-op thread count (None: leave it)."""
+    if n is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+#----------------------------------------------------------------------------
+# Common feature loop.
+
+class FeatureExtractor:
+    """Base: quantise to uint8 RGB, run ``_forward`` in eval mode and no-grad over batches."""
+    key: str = ""            # Short name ("inception", "mnistclf").
+    name: str = ""           # Table column ("FID_inception", "FD_mnistclf").
+    dim: int = 0
+    batch_size: int = 250
+    num_threads: Optional[int] = None
+    cache_id: str = ""       # Identifies the exact network (weights) in cache file names.
+
+    def features(self, images, batch_size: Optional[int] = None, progress: Optional[bool] = None) -> np.ndarray:
+        """Features float32 [N, dim] of images [N, C, H, W] (float in [-1, 1] or uint8)."""
+        u8 = to_uint8_rgb(images)
+        bs = int(batch_size or self.batch_size)
+        show = len(u8) >= PROGRESS_MIN_IMAGES if progress is None else progress
+        self.net.eval()
+        out = []
+        with torch.no_grad(), torch_threads(self.num_threads):
+            for start in tqdm(range(0, len(u8), bs), desc=self.name, unit="batch", disable=not show):
+                x = torch.from_numpy(u8[start:start + bs]).permute(0, 3, 1, 2).to(self.device)
+                out.append(self._forward(x).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def _forward(self, x_u8: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def info(self) -> dict:
+        raise NotImplementedError
+
+#----------------------------------------------------------------------------
+# pytorch-fid's Inception, built from a local weights file.
+
+def inception_weight_candidates(weights_path=None) -> List[Tuple[str, Optional[Path]]]:
+    """Where the FID Inception weights are looked for, in order: (description, path or None)."""
+    env = os.environ.get(ENV_WEIGHTS)
+    return [("weights_path argument", Path(weights_path).expanduser() if weights_path else None),
+            (f"${ENV_WEIGHTS}", Path(env).expanduser() if env else None),
+            ("torch hub cache", Path(torch.hub.get_dir()) / "checkpoints" / FID_WEIGHTS_FILENAME)]
+
+
+def find_inception_weights(weights_path=None) -> Optional[Path]:
+    """First existing file among ``inception_weight_candidates``, or None."""
+    for _, path in inception_weight_candidates(weights_path):
+        if path is not None and path.is_file():
+            return path
+    return None
+
+
+def inception_available(weights_path=None) -> bool:
+    """True when the FID Inception weights are on disk (no network access, nothing built)."""
+    return find_inception_weights(weights_path) is not None
+
+
+def _missing_weights_message(weights_path) -> str:
+    lines = [f"FID Inception weights ({FID_WEIGHTS_FILENAME}) not found; looked for:"]
+    for i, (what, path) in enumerate(inception_weight_candidates(weights_path), 1):
+        lines.append(f"  ({i}) {what}: " + (f"{path} (missing)" if path is not None else "not set"))
+    lines += [f"Get them by running once online with {ENV_ALLOW_DOWNLOAD}=1 (pytorch-fid downloads "
+              f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{FID_WEIGHTS_FILENAME} "
+              f"into the torch hub cache), or copy that file here and set {ENV_WEIGHTS}=/path/to/it.",
+              "No other backbone is substituted: report an FD_<classifier> column (e.g. get_extractor('mnistclf')) "
+              "instead of FID_inception."]
+    return "\n".join(lines)
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def build_fid_inception(weights_file: Optional[Path]) -> nn.Module:
+    """pytorch-fid's ``InceptionV3`` returning pool3 (2048-d), its weights read from ``weights_file``.
+
+    pytorch-fid's ``fid_inception_v3()`` builds the patched torchvision Inception and fills it with
+    ``load_state_dict_from_url(FID_WEIGHTS_URL)``; that one call is redirected to the local file, so the
+    network is exactly pytorch-fid's. ``weights_file=None`` lets pytorch-fid download (online only).
+    """
+    from pytorch_fid import inception as pfi
+    assert pfi.FID_WEIGHTS_URL.endswith("/" + FID_WEIGHTS_FILENAME), pfi.FID_WEIGHTS_URL
+    blocks = [pfi.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]
+    if weights_file is None:
+        return pfi.InceptionV3(blocks)
+
+    def load_local(url, *args, **kwargs):
+        return torch.load(weights_file, map_location="cpu", weights_only=True)
+
+    original = pfi.load_state_dict_from_url
+    pfi.load_state_dict_from_url = load_local
+    try:
+        return pfi.InceptionV3(blocks)     # resize_input=True, normalize_input=True: 299x299, [0,1] -> [-1,1]
+    finally:
+        pfi.load_state_dict_from_url = original
+
+
+class InceptionExtractor(FeatureExtractor):
+    """pytorch-fid Inception-v3 pool3 features (2048-d) for ``FID_inception``.
+
+    Input: uint8 RGB / 255 in [0, 1]; pytorch-fid resizes to 299x299 (bilinear) and rescales to [-1, 1].
+    """
+    key, name, dim, batch_size = "inception", "FID_inception", 2048, 50
+
+    def __init__(self,
+                 weights_path: Optional[str] = None,   # Local weights; else $FID_INCEPTION_WEIGHTS, else torch hub cache.
+                 device: str = "cpu",
+                 offline: Optional[bool] = None,       # Never download; None: True unless $FID_ALLOW_DOWNLOAD=1.
+                 ):
+        if offline is None:
+            offline = os.environ.get(ENV_ALLOW_DOWNLOAD, "") != "1"
+        path = find_inception_weights(weights_path)
+        if path is None and offline:
+            raise MissingWeightsError(_missing_weights_message(weights_path))
+        self.device = torch.device(device)
+        self.net = build_fid_inception(path).to(self.device).eval()
+        self.weights_path = path or inception_weight_candidates()[-1][1]
+        self.weights_sha256 = _file_sha256(self.weights_path) if self.weights_path.is_file() else ""
+        self.weights_verified = self.weights_sha256.startswith(FID_WEIGHTS_SHA256_PREFIX)
+        if not self.weights_verified:
+            warnings.warn(f"{self.weights_path} is not pytorch-fid's released file (sha256 "
+                          f"{self.weights_sha256[:8]}... != {FID_WEIGHTS_SHA256_PREFIX}...): FID_inception values "
+                          "from it are not comparable with published FIDs")
+        self.cache_id = f"inception-{self.weights_sha256[:8]}"
+
+    def _forward(self, x_u8):
+        return self.net(x_u8.float() / 255.0)[0].flatten(1)
+
+    def info(self) -> dict:
+        return dict(name=self.key, column=self.name, dim=self.dim, heldout_accuracy=None, train_data_hash=None,
+                    train_count=None, weights=str(self.weights_path), weights_sha256=self.weights_sha256,
+                    weights_verified=self.weights_verified)
+
+#----------------------------------------------------------------------------
+# Project-trained classifiers.
+
+CLASSIFIER_ARCH = "smallconv-v1"    # Bump when SmallConvNet or the training loop changes: new cache files.
+
+CLASSIFIERS: Dict[str, dict] = {    # Training defaults per extractor name.
+    "mnistclf": dict(epochs=5, width=16, hflip=False),     # Embedded MNIST digits (lib.data "mnist").
+    "cifarclf": dict(epochs=15, width=32, hflip=True),     # CIFAR-10 images with labels.
+}
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+class SmallConvNet(nn.Module):
+    """Four conv-BN-ReLU blocks (width w, 2w, 4w, 8w) with 2x max-pooling between them, global average
+    pooling -> features [B, 8w], then a linear classifier. Input: RGB in [-1, 1]."""
+
+    def __init__(self, n_classes: int, width: int = 16):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(_conv_block(3, w), nn.MaxPool2d(2), _conv_block(w, 2 * w), nn.MaxPool2d(2),
+                                  _conv_block(2 * w, 4 * w), nn.MaxPool2d(2), _conv_block(4 * w, 8 * w),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(8 * w, n_classes)
+        self.dim = 8 * w
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def _u8_to_input(x_u8: torch.Tensor) -> torch.Tensor:
+    return x_u8.float() / 127.5 - 1
+
+
+class ClassifierExtractor(FeatureExtractor):
+    """Penultimate-layer features of a ``SmallConvNet`` trained by ``train_classifier_extractor``.
+
+    Images whose size differs from the training resolution are resized to it (bilinear, antialiased).
+    Runs on ``num_threads`` torch threads (default 1: a net this small gains little from more, and one
+    thread cannot be slowed down by oversubscribed cores).
+    """
+
+    def __init__(self, key: str, net: SmallConvNet, meta: dict, path: Optional[Path] = None,
+                 loaded_from_cache: bool = False, device: str = "cpu", num_threads: Optional[int] = 1):
+        self.key, self.name, self.dim = key, f"FD_{key}", net.dim
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+        self.meta, self.path, self.loaded_from_cache = meta, path, loaded_from_cache
+        self.num_threads = num_threads
+        self.heldout_accuracy = meta["heldout_accuracy"]
+        self.resolution = tuple(meta["resolution"])
+        self.cache_id = f"{key}-{meta['run_hash']}"
+
+    def _forward(self, x_u8):
+        x = _u8_to_input(x_u8)
+        if tuple(x.shape[2:]) != self.resolution:
+            x = F.interpolate(x, size=self.resolution, mode="bilinear", align_corners=False, antialias=True)
+        return self.net.body(x)
+
+    def info(self) -> dict:
+        m = self.meta
+        return dict(name=self.key, column=self.name, dim=self.dim, heldout_accuracy=self.heldout_accuracy,
+                    heldout_count=m["heldout_count"], train_data_hash=m["data_hash"], train_count=m["train_count"],
+                    train_data=m["data_source"], resolution=list(self.resolution), config=m["config"],
+                    train_seconds=m["train_seconds"], weights=str(self.path) if self.path else None)
+
+
+def _load_training_set(name: str, images_u8, labels, data_root) -> Tuple[object, object, str]:
+    """(images, labels, source description) for a classifier: given arrays, or lib.data's dataset."""
+    if images_u8 is not None:
+        if labels is None:
+            raise ValueError(f"{name}: images_u8 needs labels")
+        return images_u8, labels, "images passed by the caller"
+    from lib.data import load_dataset
+    if name == "mnistclf":
+        ds = load_dataset("mnist")
+    elif name == "cifarclf":
+        if data_root is None and not os.environ.get("DIFFUSION_DATA_ROOT"):
+            raise ValueError("cifarclf trains on labelled CIFAR-10 images: pass images_u8= and labels=, or "
+                             "data_root= (a folder with cifar10/train/<class>/*.png, see lib.data)")
+        ds = load_dataset("cifar10", data_root=data_root, split="train")
+    else:
+        raise ValueError(f"{name}: pass images_u8= and labels= to train a classifier extractor on them")
+    return ds.images, ds.labels, json.dumps(ds.info(), sort_keys=True)
+
+
+def _heldout_split(labels: np.ndarray, seed: int, fraction: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Stratified (fit, heldout) indices: lib.data's seeded split, the one its 'heldout' split uses."""
+    from lib.data import heldout_split
+    fit, held = heldout_split(len(labels), torch.from_numpy(labels), seed=seed, fraction=fraction)
+    return fit.numpy(), held.numpy()
+
+
+def _accuracy(net: nn.Module, u8: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
+    net.eval()
+    with torch.no_grad():
+        correct = sum(int((net(_u8_to_input(u8[i:i + batch_size])).argmax(1) == labels[i:i + batch_size]).sum())
+                      for i in range(0, len(u8), batch_size))
+    return correct / max(len(u8), 1)
+
+
+def train_classifier_extractor(
+    name: str = "mnistclf",               # Extractor name; column FD_<name>.
+    images_u8=None,                       # Training images [N, C, H, W] (uint8 or [-1, 1]); None: lib.data's set for name.
+    labels=None,                          # Class indices [N].
+    seed: int = 0,                        # Seeds the split, the initialisation and the batch order.
+    heldout_fraction: float = 0.1,        # Share held out (stratified) to measure accuracy.
+    epochs: Optional[int] = None,         # None: CLASSIFIERS[name] (mnistclf: 5).
+    width: Optional[int] = None,          # Base width w; features are 8w-d (mnistclf: 16 -> 128-d).
+    hflip: Optional[bool] = None,         # Random horizontal flips (natural images only).
+    batch_size: int = 64,
+    lr: float = 3e-3,                     # Peak learning rate of the one-cycle schedule (AdamW).
+    cache_dir=None,                       # Default: <repo>/cache/extractors.
+    data_root=None,                       # For cifarclf without images_u8: lib.data's CIFAR-10 root.
+    force: bool = False,                  # Retrain even when the cache has this run.
+    num_threads: Optional[int] = 1,       # Torch threads while training and extracting (None: unchanged).
+    device: str = "cpu",
+    verbose: bool = True,
+) -> ClassifierExtractor:
+    """Train (or load from cache) a small CNN classifier whose penultimate layer is a feature extractor.
+
+    Augmentation: a random shift of up to 2 px per batch (zero padding), plus flips when ``hflip``.
+    Cache file ``<cache_dir>/<name>_<hash>.pt``, hash over the training data (uint8 RGB and labels) and the
+    training config, so any change gives a new file; it stores the weights, held-out accuracy, data hash
+    and counts.
+    """
+    defaults = CLASSIFIERS.get(name, CLASSIFIERS["cifarclf"])
+    epochs = int(epochs if epochs is not None else defaults["epochs"])
+    width = int(width if width is not None else defaults["width"])
+    hflip = bool(hflip if hflip is not None else defaults["hflip"])
+    if not 0 < heldout_fraction < 1:
+        raise ValueError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}")
+    images, labels, source = _load_training_set(name, images_u8, labels, data_root)
+    u8 = to_uint8_rgb(images)                                         # [N, H, W, 3]
+    labels = np.asarray(torch.as_tensor(labels), dtype=np.int64)
+    if len(labels) != len(u8):
+        raise ValueError(f"{len(u8)} images but {len(labels)} labels")
+    data_hash = content_hash(u8, labels)
+    config = dict(arch=CLASSIFIER_ARCH, seed=seed, heldout_fraction=heldout_fraction, epochs=epochs,
+                  width=width, hflip=hflip, batch_size=batch_size, lr=lr, max_shift=2)
+    run_hash = hashlib.sha256(json.dumps([data_hash, config], sort_keys=True).encode()).hexdigest()[:12]
+    path = Path(cache_dir or EXTRACTOR_CACHE_DIR) / f"{name}_{run_hash}.pt"
+
+    if path.is_file() and not force:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        net = SmallConvNet(ckpt["meta"]["n_classes"], ckpt["meta"]["config"]["width"])
+        net.load_state_dict(ckpt["state_dict"])
+        ext = ClassifierExtractor(name, net, ckpt["meta"], path, True, device, num_threads)
+        if verbose:
+            print(f"[{name}] loaded {path.name}: held-out accuracy {ext.heldout_accuracy:.4f}")
+        return ext
+
+    n_classes = int(labels.max()) + 1
+    fit, held = _heldout_split(labels, seed, heldout_fraction)
+    x_all = torch.from_numpy(u8).permute(0, 3, 1, 2).contiguous()    # uint8 [N, 3, H, W]
+    y_all = torch.from_numpy(labels)
+    x_fit, y_fit = x_all[fit], y_all[fit]
+    steps_per_epoch = -(-len(fit) // batch_size)
+    gen = torch.Generator().manual_seed(seed)
+    start = time.time()
+    with torch_threads(num_threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = SmallConvNet(n_classes, width).to(device)
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
+        for epoch in range(epochs):
+            net.train()
+            perm = torch.randperm(len(fit), generator=gen)
+            for i in range(0, len(fit), batch_size):
+                idx = perm[i:i + batch_size]
+                xb = F.pad(x_fit[idx], (2, 2, 2, 2))                      # Random shift by up to 2 px.
+                dy, dx = torch.randint(0, 5, (2,), generator=gen).tolist()
+                xb = xb[:, :, dy:dy + x_fit.shape[2], dx:dx + x_fit.shape[3]]
+                if hflip:
+                    flip = torch.rand(len(xb), generator=gen) < 0.5
+                    xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
+                loss = F.cross_entropy(net(_u8_to_input(xb).to(device)), y_fit[idx].to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+            if verbose:
+                print(f"[{name}] epoch {epoch + 1}/{epochs}  loss {loss.item():.4f}  ({time.time() - start:.1f} s)")
+        accuracy = _accuracy(net, x_all[held].to(device), y_all[held].to(device))
+    seconds = time.time() - start
+    meta = dict(n_classes=n_classes, config=config, run_hash=run_hash, heldout_accuracy=accuracy,
+                heldout_count=len(held), train_count=len(fit), data_hash=data_hash, data_count=len(u8),
+                data_source=source, resolution=list(u8.shape[1:3]), train_seconds=seconds,
+                torch_version=str(torch.__version__))
+    net = net.cpu().eval()
+    torch_save(dict(state_dict=net.state_dict(), meta=meta), path)
+    if verbose:
+        print(f"[{name}] trained in {seconds:.1f} s: held-out accuracy {accuracy:.4f} "
+              f"({len(held)} images); saved {path}")
+    return ClassifierExtractor(name, net, meta, path, False, device, num_threads)
+
+#----------------------------------------------------------------------------
+# Registry.
+
+EXTRACTORS = ("inception",) + tuple(CLASSIFIERS)
+
+
+def get_extractor(name: str, **kwargs) -> FeatureExtractor:
+    """Extractor by name: "inception" (kwargs: weights_path, device, offline) or a classifier name
+    ("mnistclf", "cifarclf"; kwargs of ``train_classifier_extractor``)."""
+    if name == "inception":
+        return InceptionExtractor(**kwargs)
+    if name in CLASSIFIERS:
+        return train_classifier_extractor(name, **kwargs)
+    raise ValueError(f"unknown extractor {name!r}; valid names: {list(EXTRACTORS)}")
+
+#----------------------------------------------------------------------------
+# Reference features and statistics, cached by content hash.
+
+def reference_path(extractor: FeatureExtractor, images, key: str, cache_dir=None) -> Path:
+    """``<cache_dir>/<extractor.cache_id>_<key>-<hash of the uint8 RGB images>.npz``."""
+    safe = re.sub(r"[^A-Za-z0-9.+-]+", "-", key).strip("-") or "ref"
+    return Path(cache_dir or STATS_CACHE_DIR) / f"{extractor.cache_id}_{safe}-{content_hash(to_uint8_rgb(images))}.npz"
+
+
+def reference_features(extractor: FeatureExtractor, images, key: str, cache_dir=None) -> np.ndarray:
+    """Features of a reference image set, computed once and cached (with their mean and covariance).
+
+    ``key`` describes the set (e.g. "mnist-train-5000"); the file name adds a hash of the images, so a
+    changed set never hits a stale cache.
+    """
+    path = reference_path(extractor, images, key, cache_dir)
+    if path.is_file():
+        with np.load(path) as z:
+            return z["features"]
+    feats = extractor.features(images)
+    mu, sigma = feature_stats(feats)
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
+        np.savez(f, features=feats, mu=mu, sigma=sigma, n=len(feats), column=extractor.name, key=key)
+    return feats
+
+
+def reference_stats(extractor: FeatureExtractor, images, key: str, cache_dir=None) -> Stats:
+    """(mu, sigma) of a reference image set's features, cached as ``reference_features``."""
+    path = reference_path(extractor, images, key, cache_dir)
+    if not path.is_file():
+        reference_features(extractor, images, key, cache_dir)
+    with np.load(path) as z:
+        return z["mu"], z["sigma"]
