@@ -10,6 +10,9 @@ from typing import Any, Iterator
 
 import torch
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_path(path, suffix: str = "") -> Iterator[Path]:
@@ -23,6 +26,7 @@ def atomic_path(path, suffix: str = "") -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -182,7 +182,7 @@ def train(process: DiffusionProcess, net: torch.nn.Module, data, config: TrainCo
     gens = {"data": torch.Generator("cpu").manual_seed(config.seed),
             "process": torch.Generator(gen_device).manual_seed(config.seed + 1)}
     torch.manual_seed(config.seed + 2)  # dropout
-    step, log = 0, []
+    step, log, pending = 0, [], []
     ckpt_path = Path(run_dir) / CHECKPOINT_NAME if run_dir is not None else None
     if ckpt_path is not None and resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, map_location=device)
@@ -192,18 +192,20 @@ def train(process: DiffusionProcess, net: torch.nn.Module, data, config: TrainCo
         opt.load_state_dict(ckpt["opt"])
         _set_rng_state(gens, ckpt["rng"])
         step, log = ckpt["step"], ckpt["log"]
+        pending = ckpt.get("pending_losses", [])
 
     def save():
         if ckpt_path is None:
             return
         io.torch_save({"step": step, "net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                       "rng": _rng_state(gens), "log": log, "process": process.config_dict(),
+                       "rng": _rng_state(gens), "log": log, "pending_losses": [float(v) for v in window],
+                       "process": process.config_dict(),
                        "net_config": _net_config(net), "train_config": dataclasses.asdict(config)}, ckpt_path)
 
     end = config.steps if stop_after is None else min(config.steps, step + stop_after)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and config.amp) else torch.autocast("cpu", enabled=False)
     net.train()
-    window: List[torch.Tensor] = []
+    window: List[torch.Tensor] = [torch.tensor(v, device=device) for v in (pending if step else [])]
     t_last = time.perf_counter()
     bar = tqdm(total=config.steps, initial=step, desc=f"train {process.name}", disable=not progress)
     while step < end:
@@ -231,22 +233,23 @@ def train(process: DiffusionProcess, net: torch.nn.Module, data, config: TrainCo
         window.append(loss.detach())
         step += 1
         bar.update(1)
-        # Flush the loss window at log points and before every checkpoint, so no NaN state is ever saved.
+        # Check the pending losses at log points and before every checkpoint, so no NaN state is ever saved.
+        at_log = step % config.log_every == 0 or step == config.steps
         at_ckpt = step % config.ckpt_every == 0 or step == end
-        if step % config.log_every == 0 or at_ckpt:
-            mean_loss = torch.stack(window).mean().item()  # the only host sync, once per interval
-            now = time.perf_counter()
-            entry = {"step": step, "loss": mean_loss, "sec_per_step": (now - t_last) / len(window)}
-            window.clear()
-            t_last = now
-            if not math.isfinite(mean_loss):
+        if at_log or at_ckpt:
+            losses = torch.stack(window)  # the only host sync, once per interval
+            if not bool(torch.isfinite(losses).all()):
                 bar.close()
                 raise NonFiniteLossError(
-                    f"non-finite loss ({mean_loss}) at or before step {step} of {process.name}; the run stopped "
-                    f"and the last good checkpoint is kept at {ckpt_path} (lower the lr, set grad_clip, or "
-                    f"check the data)")
+                    f"non-finite loss at or before step {step} of {process.name}; the run stopped and the last "
+                    f"good checkpoint is kept at {ckpt_path} (lower the lr, set grad_clip, or check the data)")
+        if at_log:
+            now = time.perf_counter()
+            entry = {"step": step, "loss": losses.mean().item(), "sec_per_step": (now - t_last) / len(window)}
+            window.clear()
+            t_last = now
             log.append(entry)
-            bar.set_postfix(loss=f"{mean_loss:.4g}")
+            bar.set_postfix(loss=f"{entry['loss']:.4g}")
             if on_log is not None:
                 on_log(entry)
         if at_ckpt and step != end:

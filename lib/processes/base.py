@@ -127,8 +127,11 @@ class DiffusionProcess:
         """Training time indices [B], uniform over the training range by default."""
         return rng_lib.randint(0, self.num_steps, (batch,), generator, device)
 
-    def q_sample(self, x0: torch.Tensor, t, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Draw (or, for deterministic degradations, compute) x_t given the [-1, 1] image x0."""
+    def q_sample(self, x0: torch.Tensor, t, noise: Optional[torch.Tensor] = None, generator=None) -> torch.Tensor:
+        """Draw (or, for deterministic degradations, compute) x_t given the [-1, 1] image x0.
+
+        ``noise`` is the process's own randomness in its own form (ε for Gaussian processes; each process
+        documents it); when it is None it is drawn from ``generator``."""
         raise NotImplementedError
 
     def loss(self, net, x0: torch.Tensor, t=None, noise: Optional[torch.Tensor] = None, generator=None) -> torch.Tensor:

@@ -1,0 +1,126 @@
+"""Building blocks the study notebooks call, so that each notebook stays thin.
+
+Each function does one lib-level job (train a model under a profile, sample it, draw a forward process) and
+returns plain objects; the notebooks only wire them together and save artifacts.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import torch
+
+from lib import rng as rng_lib
+from lib.processes import PROCESSES, DiffusionProcess, make_process
+from lib.profiles import Profile
+from lib.sampling import generate
+from lib.train import TrainConfig, TrainResult, train
+from lib.unet import UNet
+
+# Paper-scale training settings per process family (epd_spec §4.2, baselines_spec §2.5/§3.6, cold_spec §5.3);
+# profiles other than `paper` replace lr/steps/batch with their own budget.
+FAMILY_TRAINING = {
+    "ddpm": dict(optimizer="adam", lr=2e-5),
+    "edge_preserving": dict(optimizer="adam", lr=2e-5),
+    "ihdm": dict(optimizer="adam", lr=1e-4, warmup_steps=5000, grad_clip=1.0, ema_warmup=True),
+    "bndm": dict(optimizer="adamw", lr=1e-4, weight_decay=0.01, grad_clip=1.0),
+    "cold": dict(optimizer="adam", lr=2e-5),
+}
+
+
+def family(name: str) -> str:
+    return "cold" if name.startswith("cold_") else name
+
+
+def process_for_profile(name: str, profile: Profile, **overrides) -> DiffusionProcess:
+    """A registered process with the profile's number of steps where the process has a DDPM-like T."""
+    fields = {f.name for f in dataclasses.fields(PROCESSES[name].config_cls)}
+    base = {}
+    if profile.name == "smoke":
+        base.update(PROCESSES[name].small_overrides)
+    elif "T" in fields and name in ("ddpm", "edge_preserving") and profile.name != "paper":
+        base["T"] = profile.T
+    return make_process(name, **{**base, **overrides})
+
+
+def train_config(name: str, profile: Profile, seed: int, **overrides) -> TrainConfig:
+    fam = dict(FAMILY_TRAINING[family(name)])
+    if profile.name != "paper":
+        fam.update(lr=profile.lr, warmup_steps=min(fam.get("warmup_steps", 0), profile.train_steps // 10))
+    cfg = dict(steps=profile.train_steps, batch_size=profile.batch_size, seed=seed, ema_decay=profile.ema_decay,
+               ckpt_every=max(1, min(1000, profile.train_steps // 4)), log_every=max(1, profile.train_steps // 50))
+    return TrainConfig(**{**cfg, **fam, **overrides})
+
+
+def train_model(process: DiffusionProcess, data, profile: Profile, seed: int, run_dir: Optional[Path],
+                device="cpu", progress: bool = True, **train_overrides) -> TrainResult:
+    """Train a fresh profile-sized U-Net on ``data`` (resumes from ``run_dir`` when a checkpoint is there)."""
+    images = getattr(data, "images", data)
+    c = images.shape[1]
+    torch.manual_seed(seed)
+    net = UNet(profile.unet(c, process.out_channels(c)))
+    cfg = train_config(process.name, profile, seed, **train_overrides)
+    return train(process, net, data, cfg, run_dir=run_dir, device=device, progress=progress)
+
+
+def sample_model(process: DiffusionProcess, net, n: int, image_shape: Sequence[int], seed: int, profile: Profile,
+                 device="cpu", prior_data: Optional[torch.Tensor] = None, progress: bool = True) -> torch.Tensor:
+    """Seed-addressed samples in [-1, 1] (image i depends only on (seed, i))."""
+    return generate(process, net.to(device).eval(), n, image_shape, seed, batch_size=profile.sample_batch,
+                    device=device, prior_data=prior_data, progress=progress)
+
+
+def prior_images(data_float: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """Training images drawn (seeded) for data-dependent priors (IHDM, Cold): one per generated sample."""
+    g = torch.Generator().manual_seed(seed)
+    return data_float[torch.randint(0, data_float.shape[0], (n,), generator=g)]
+
+
+def forward_states(process: DiffusionProcess, x0: torch.Tensor, fractions: Sequence[float],
+                   seed: int = 0) -> list:
+    """x_t of one image at t = fraction·(num_steps-1), same randomness at every t, as [-1, 1] images."""
+    out = []
+    for f in fractions:
+        t = int(round(f * (process.num_steps - 1)))
+        x_t = process.q_sample(x0, t, generator=torch.Generator().manual_seed(seed))
+        out.append(process.to_image(x_t)[0])
+    return out
+
+
+def registered_families() -> Dict[str, str]:
+    """One representative registered process per family, for side-by-side figures."""
+    reps = {}
+    for name in sorted(PROCESSES):
+        reps.setdefault(family(name), name)
+    return reps
+
+
+def extractor_for(dataset: str, data_root: Optional[str] = None):
+    """The feature extractor a table uses: Inception when its weights are present (the only column comparable
+    with the papers), else the project's own classifier for the dataset (evaluation.md), else None (SWD only)."""
+    from lib import metrics
+    if metrics.inception_available():
+        return metrics.get_extractor("inception")
+    if dataset == "mnist":
+        return metrics.get_extractor("mnistclf")
+    if dataset == "cifar10" and data_root:
+        return metrics.get_extractor("cifarclf", data_root=data_root)
+    return None
+
+
+def evaluate(fake: torch.Tensor, real: torch.Tensor, dataset: str, data_root: Optional[str] = None) -> dict:
+    """The standard metric row (FD/FID with the extractor above, precision/recall, SWD); SWD only without one."""
+    from lib import metrics
+    ext = extractor_for(dataset, data_root)
+    if ext is None:
+        sw = metrics.swd(real, fake)
+        return {"SWD_mean": sw["mean"], "SWD_per_level": sw["per_level"], "n_fake": len(fake), "n_real": len(real),
+                "extractor": None}
+    return metrics.evaluate_samples(fake, real, ext, ref_key=f"{dataset}-{real.shape[-1]}px-{len(real)}")
+
+
+def noise_ratio(process, x0: torch.Tensor, t: int) -> torch.Tensor:
+    """EPD's σ_t(x0)/√(1-ᾱ_t) per pixel, in [0, 1] (1 = isotropic DDPM noise)."""
+    import numpy as np
+    return (process.noise_scale(x0, t) / np.sqrt(1.0 - process.alpha_bar[t])).float()

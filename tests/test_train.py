@@ -1,0 +1,119 @@
+"""The training loop: overfitting, exact resume, config guards, NaN handling, determinism."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from lib.processes import make_process
+from lib.train import (CHECKPOINT_NAME, CheckpointMismatchError, NonFiniteLossError, TrainConfig,
+                       build_from_checkpoint, load_checkpoint, train)
+from lib.unet import UNet, UNetConfig
+from tests.conftest import smooth_images
+
+
+def tiny_unet(c=3, seed=0):
+    torch.manual_seed(seed)
+    return UNet(dataclasses.replace(UNetConfig.tiny(in_channels=c), model_channels=16))
+
+
+def data_u8(n=16, c=3, size=16):
+    return ((smooth_images(n, c, size) + 1) * 127.5).round().to(torch.uint8)
+
+
+@pytest.mark.parametrize("name", ["ddpm", "edge_preserving"])
+def test_tiny_unet_overfits_one_batch(name):
+    """U16: a 16-channel U-Net cuts the loss on one fixed 8×3×16×16 batch (fixed t and noise) by ≥ 10×."""
+    proc = make_process(name, T=100)
+    net = tiny_unet()
+    x0 = smooth_images(8, 3, 16)
+    g = torch.Generator().manual_seed(0)
+    t = torch.randint(0, 100, (8,), generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(200):
+        loss = proc.loss(net, x0, t, noise).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 / 10
+
+
+def test_training_loop_reduces_loss():
+    proc = make_process("edge_preserving", T=50)
+    res = train(proc, tiny_unet(), data_u8(), TrainConfig(steps=120, batch_size=8, lr=2e-3, log_every=20),
+                progress=False)
+    assert res.step == 120 and len(res.log) == 6
+    assert res.log[-1]["loss"] < res.log[0]["loss"]
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    proc = make_process("ddpm", T=50)
+    cfg = TrainConfig(steps=12, batch_size=4, lr=1e-3, ckpt_every=4, log_every=2, seed=3)
+    full = train(proc, tiny_unet(), data_u8(), cfg, run_dir=tmp_path / "full", progress=False)
+    part = train(proc, tiny_unet(), data_u8(), cfg, run_dir=tmp_path / "split", stop_after=5, progress=False)
+    assert part.step == 5 and load_checkpoint(tmp_path / "split" / CHECKPOINT_NAME)["step"] == 5
+    resumed = train(proc, tiny_unet(seed=99), data_u8(), cfg, run_dir=tmp_path / "split", progress=False)
+    assert resumed.step == 12
+    for a, b in zip(full.net.state_dict().values(), resumed.net.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(full.ema.state_dict().values(), resumed.ema.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [e["loss"] for e in full.log] == [e["loss"] for e in resumed.log]
+
+
+def test_same_seed_same_weights_and_different_seed_differs():
+    proc = make_process("edge_preserving", T=50)
+    cfg = TrainConfig(steps=5, batch_size=4, lr=1e-3, log_every=5)
+    a = train(proc, tiny_unet(), data_u8(), cfg, progress=False).net.state_dict()
+    b = train(proc, tiny_unet(), data_u8(), cfg, progress=False).net.state_dict()
+    c = train(proc, tiny_unet(), data_u8(), dataclasses.replace(cfg, seed=1), progress=False).net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path):
+    cfg = TrainConfig(steps=2, batch_size=4, log_every=1)
+    train(make_process("edge_preserving", T=50), tiny_unet(), data_u8(), cfg, run_dir=tmp_path, progress=False)
+    with pytest.raises(CheckpointMismatchError, match="tau"):
+        train(make_process("edge_preserving", T=50, tau="cosine"), tiny_unet(), data_u8(),
+              dataclasses.replace(cfg, steps=4), run_dir=tmp_path, progress=False)
+    with pytest.raises(CheckpointMismatchError, match="lr"):
+        train(make_process("edge_preserving", T=50), tiny_unet(), data_u8(),
+              dataclasses.replace(cfg, steps=4, lr=1.0), run_dir=tmp_path, progress=False)
+    # The process and net rebuild from the checkpoint alone.
+    proc, net = build_from_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert proc.config.T == 50 and not net.training
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    class Exploding(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = tiny_unet()
+            self.config = self.inner.config
+            self.calls = 0
+
+        def forward(self, x, t):
+            self.calls += 1
+            out = self.inner(x, t)
+            return out * float("nan") if self.calls > 6 else out
+
+    cfg = TrainConfig(steps=20, batch_size=4, log_every=2, ckpt_every=3)
+    with pytest.raises(NonFiniteLossError, match="step 8"):
+        train(make_process("ddpm", T=50), Exploding(), data_u8(), cfg, run_dir=tmp_path, progress=False)
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert ckpt["step"] == 6
+    assert all(torch.isfinite(v).all() for v in ckpt["net"].values() if v.is_floating_point())
+
+
+def test_bad_config_values_are_refused():
+    with pytest.raises(ValueError, match="steps"):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(batch_size=2.5)
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="sgd")
