@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -18,7 +20,18 @@ import torch
 from lib import io
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO_ROOT / "results"
+# Overridable so tests (and users) can redirect outputs; run_all.sh leaves the defaults.
+RESULTS_DIR = Path(os.environ.get("DIFFUSION_RESULTS_DIR", REPO_ROOT / "results"))
+RUNS_DIR = Path(os.environ.get("DIFFUSION_RUNS_DIR", REPO_ROOT / "cache" / "runs"))
+
+
+def code_hash() -> str:
+    """Hash of the library code: checkpoints are reused only by runs of the same code."""
+    h = hashlib.sha256()
+    for f in sorted((REPO_ROOT / "lib").rglob("*.py")):
+        h.update(f.relative_to(REPO_ROOT).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def git_commit() -> str:
@@ -67,7 +80,8 @@ class Run:
         self.device = device
         self.dir = Path(results_dir or RESULTS_DIR) / notebook / profile
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.cache_dir = REPO_ROOT / "cache" / "runs" / notebook / profile
+        # Model checkpoints of this notebook (git-ignored); keyed by the lib code so a code change retrains.
+        self.cache_dir = RUNS_DIR / notebook / profile / code_hash()
 
     def path(self, name: str) -> Path:
         return self.dir / name
@@ -83,6 +97,7 @@ class Run:
         return self.path(f"{name}.csv")
 
     def save_metrics(self, metrics: Dict[str, Any], name: str = "metrics.json") -> Path:
-        body = {"notebook": self.notebook, **provenance(self.profile, self.seeds, self.device), **metrics}
+        body = {"notebook": self.notebook, **provenance(self.profile, self.seeds, self.device),
+                "code_hash": code_hash(), **metrics}
         io.write_json(self.path(name), body)
         return self.path(name)

@@ -16,6 +16,7 @@ import datetime as dt
 import fnmatch
 import hashlib
 import json
+import os
 import sys
 import time
 import traceback
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lib import io  # noqa: E402
+from lib.experiment import code_hash  # noqa: E402
 
 PROFILES = ("smoke", "quick", "gpu", "paper")
 
@@ -48,9 +50,8 @@ def input_hash(nb: Path, params: dict) -> str:
     h = hashlib.sha256()
     h.update(nb.read_bytes())
     h.update(json.dumps(params, sort_keys=True).encode())
-    for f in sorted((ROOT / "lib").rglob("*.py")) + [ROOT / "requirements.txt"]:
-        h.update(f.relative_to(ROOT).as_posix().encode())
-        h.update(f.read_bytes())
+    h.update(code_hash().encode())
+    h.update((ROOT / "requirements.txt").read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -120,6 +121,7 @@ def main(argv=None) -> int:
         print(f"no notebooks match in {args.notebooks}", file=sys.stderr)
         return 1
     extra = {"data_root": args.data_root} if args.data_root else {}
+    os.environ["DIFFUSION_RESULTS_DIR"] = str(Path(args.results).resolve())  # the kernels inherit it
     failures = 0
     for i, nb in enumerate(nbs, 1):
         print(f"[{i}/{len(nbs)}] {nb.stem} (profile={args.profile}) ...", flush=True)

@@ -8,7 +8,8 @@ Conventions shared by all processes (read this before adding one):
   ``prior`` and ``step`` take and return states; the sampler calls ``to_image`` once at the end.
 * **Time** ``t`` is an integer index.  ``num_steps`` is the number of training time indices
   (``t in {0, ..., num_steps-1}`` for DDPM/EPD; each process documents its own range).  Sampling walks the
-  ``(t, t_prev)`` pairs returned by ``sampling_timesteps``; ``t_prev = -1`` marks the final step.
+  ``(t, t_prev)`` pairs returned by ``sampling_timesteps``; the last pair ends at the process's clean index
+  (``-1`` for DDPM/EPD, whose index 0 is already one noising step; ``0`` for IHDM, BNDM and Cold).
 * **The network is passed per call**: ``net(x, t_net)`` with ``t_net`` a float tensor ``[B]``; each process
   decides what it feeds as ``t_net`` (``net_time``) and how many output channels it needs (``out_channels``).
 * **Randomness is always an argument**: ``generator`` is a ``torch.Generator`` or a
