@@ -53,14 +53,36 @@ def train_config(name: str, profile: Profile, seed: int, **overrides) -> TrainCo
     return TrainConfig(**{**cfg, **fam, **overrides})
 
 
-def train_model(process: DiffusionProcess, data, profile: Profile, seed: int, run_dir: Optional[Path],
+def model_key(process: DiffusionProcess, net_config: dict, train_cfg: TrainConfig, images: torch.Tensor) -> str:
+    """Content key of a trained model: process, network and training configs, the data and the lib code."""
+    import hashlib
+    import json
+    from lib.experiment import code_hash
+    h = hashlib.sha256()
+    h.update(json.dumps([process.config_dict(), net_config, dataclasses.asdict(train_cfg)], sort_keys=True,
+                        default=str).encode())
+    h.update(str(tuple(images.shape)).encode())
+    h.update(images.contiguous().cpu().numpy().tobytes())
+    h.update(code_hash().encode())
+    return f"{process.name}-{h.hexdigest()[:16]}"
+
+
+def train_model(process: DiffusionProcess, data, profile: Profile, seed: int, run_dir: Optional[Path] = None,
                 device="cpu", progress: bool = True, **train_overrides) -> TrainResult:
-    """Train a fresh profile-sized U-Net on ``data`` (resumes from ``run_dir`` when a checkpoint is there)."""
+    """Train a fresh profile-sized U-Net on ``data``.
+
+    Models are shared between notebooks: unless ``run_dir`` is given, the checkpoint lives in
+    ``<RUNS_DIR>/models/<model_key>``, so the same (process, net, training, data, code) is trained once and every
+    notebook that needs it (Table 1, the ablations' default arm, ...) reuses or resumes it.
+    """
+    from lib.experiment import RUNS_DIR
     images = getattr(data, "images", data)
     c = images.shape[1]
     torch.manual_seed(seed)
     net = UNet(profile.unet(c, process.out_channels(c)))
     cfg = train_config(process.name, profile, seed, **train_overrides)
+    if run_dir is None:
+        run_dir = RUNS_DIR / "models" / model_key(process, net.config.to_dict(), cfg, images)
     return train(process, net, data, cfg, run_dir=run_dir, device=device, progress=progress)
 
 
