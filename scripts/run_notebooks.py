@@ -105,6 +105,25 @@ def run_one(nb: Path, out_root: Path, profile: str, extra: dict, force: bool, ti
     return record
 
 
+def run_one_logged(nb: Path, *args) -> dict:
+    """run_one in a worker process of --jobs N, saying when it starts."""
+    print(f"    started {nb.stem} (pid {os.getpid()})", flush=True)
+    return run_one(nb, *args)
+
+
+def report(rec: dict, args) -> int:
+    """Print one notebook's outcome; 1 when it failed."""
+    if rec.get("skipped"):
+        print(f"    unchanged since its last successful run: skipped (use --force to re-run)", flush=True)
+    elif rec["status"] == "ok":
+        out = Path(args.results) / rec["notebook"] / args.profile / "report.html"
+        print(f"    ok in {rec['seconds']} s -> {out}", flush=True)
+    else:
+        print(f"    FAILED after {rec['seconds']} s at {rec['error']}", flush=True)
+        return 1
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", default="quick", choices=PROFILES, help="compute profile (default: quick)")
@@ -114,6 +133,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     ap.add_argument("--notebooks", default=str(ROOT / "notebooks"), help="notebook folder")
     ap.add_argument("--results", default=str(ROOT / "results"), help="results folder")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="notebooks run in this many parallel processes (default 1; each kernel uses its own threads)")
     args = ap.parse_args(argv)
 
     nbs = notebook_list(Path(args.notebooks), args.only)
@@ -123,17 +144,22 @@ def main(argv=None) -> int:
     extra = {"data_root": args.data_root} if args.data_root else {}
     os.environ["DIFFUSION_RESULTS_DIR"] = str(Path(args.results).resolve())  # the kernels inherit it
     failures = 0
-    for i, nb in enumerate(nbs, 1):
-        print(f"[{i}/{len(nbs)}] {nb.stem} (profile={args.profile}) ...", flush=True)
-        rec = run_one(nb, Path(args.results), args.profile, extra, args.force, args.timeout)
-        if rec.get("skipped"):
-            print(f"    unchanged since its last successful run: skipped (use --force to re-run)", flush=True)
-        elif rec["status"] == "ok":
-            print(f"    ok in {rec['seconds']} s -> {Path(args.results) / nb.stem / args.profile / 'report.html'}",
+    run_args = (Path(args.results), args.profile, extra, args.force, args.timeout)
+    if args.jobs <= 1:
+        for i, nb in enumerate(nbs, 1):
+            print(f"[{i}/{len(nbs)}] {nb.stem} (profile={args.profile}) ...", flush=True)
+            failures += report(run_one(nb, *run_args), args)
+    else:  # notebooks in parallel processes; each line says which notebook it is about
+        import concurrent.futures as cf
+        import multiprocessing as mp
+        with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("fork")) as pool:
+            futures = {pool.submit(run_one_logged, nb, *run_args): nb for nb in nbs}
+            print(f"running {len(nbs)} notebooks in {args.jobs} parallel processes (profile={args.profile})",
                   flush=True)
-        else:
-            failures += 1
-            print(f"    FAILED after {rec['seconds']} s at {rec['error']}", flush=True)
+            for done, fut in enumerate(cf.as_completed(futures), 1):
+                nb = futures[fut]
+                print(f"[{done}/{len(nbs)} done] {nb.stem} (profile={args.profile})", flush=True)
+                failures += report(fut.result(), args)
     print(f"{len(nbs) - failures}/{len(nbs)} notebooks succeeded (profile={args.profile})", flush=True)
     return 1 if failures else 0
 

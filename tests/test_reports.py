@@ -1,0 +1,201 @@
+"""The reader-facing outputs: results/index.html, results/claims.md and the pages as a browser shows them.
+
+Everything runs on a tiny fake results tree in tmp_path; the browser test skips when no chromium is installed.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lib import claims as lc
+from lib import ledger
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("build_index", ROOT / "scripts" / "build_index.py")
+build_index = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(build_index)
+
+ERROR = "cell [3]: ValueError: deliberate <failure> & more"
+
+
+def _png(path: Path, value: int):
+    Image.fromarray(np.full((24, 32, 3), value, np.uint8)).save(path)
+
+
+def _report(d: Path, marker: str):
+    (d / "report.html").write_text(f"<!DOCTYPE html><html><head><title>{marker}</title></head>"
+                                   f"<body><h1>{marker}</h1><p>report body</p></body></html>")
+
+
+def _measured_claims(profile: str):
+    ctx = dict(dataset="mnist", resolution=32, profile=profile, scale="quick: 2k steps", paper_metric="FID_inception")
+    a = lc.compare("EPD-1", "EPD", "EPD FD below DDPM", "FD_mnistclf", lower={"EPD": [10.0, 10.5, 10.2]},
+                   higher={"DDPM": [20.0, 21.0, 20.5]}, paper_values={"EPD": 13.06, "DDPM": 17.60}, **ctx)
+    b = lc.compare("EPD-1", "EPD", "EPD FD below DDPM", "FD_cifarclf", lower={"EPD": [30.0, 31.0]},
+                   higher={"DDPM": [29.0, 30.0]}, **{**ctx, "dataset": "afhq_cat", "resolution": 64})
+    c = lc.within_tolerance("EPD-13", "EPD", "overhead about 1 %", "relative step time", [1.02, 1.01, 1.015],
+                            paper_value=1.01, tolerance=0.02, **ctx)
+    return [a, b, c]
+
+
+def _meta(nb, profile, **extra):
+    return {"notebook": nb, "profile": profile, "seeds": [0, 1, 2], "device": "cpu (fake, 1 threads)",
+            "commit": "0123456789abcdef0123", "date": "2026-11-23T12:00:00+00:00", "code_hash": "abc",
+            "versions": {}, **extra}
+
+
+@pytest.fixture()
+def tree(tmp_path):
+    res = tmp_path / "results"
+    # nb_alpha/quick: ok, declared key figure, headline, claims; nb_alpha/smoke: ok with a different (ignored) claim
+    d = res / "nb_alpha" / "quick"
+    d.mkdir(parents=True)
+    _png(d / "a_first.png", 10)
+    _png(d / "key.png", 200)
+    _report(d, "ALPHA-QUICK-REPORT")
+    (d / "run.json").write_text(json.dumps({"notebook": "nb_alpha", "profile": "quick", "status": "ok",
+                                            "seconds": 12.5, "started": "2026-11-23T11:59:00+00:00"}))
+    (d / "metrics.json").write_text(json.dumps(_meta("nb_alpha", "quick", key_figure="key.png", scale="quick: 2k steps",
+                                                     headline={"FD_mnistclf (EPD)": 10.23, "n_eval": 512},
+                                                     claims=_measured_claims("quick"))))
+    s = res / "nb_alpha" / "smoke"
+    s.mkdir(parents=True)
+    _png(s / "x.png", 50)
+    _report(s, "ALPHA-SMOKE-REPORT")
+    (s / "run.json").write_text(json.dumps({"notebook": "nb_alpha", "profile": "smoke", "status": "ok"}))
+    smoke_claim = lc.within_tolerance("EPD-2", "EPD", "x", "FD", [1.0], paper_value=5.0, tolerance=0.1)
+    (s / "metrics.json").write_text(json.dumps(_meta("nb_alpha", "smoke", claims=[smoke_claim])))
+    # nb_beta/smoke: failed, partial report, no metrics
+    f = res / "nb_beta" / "smoke"
+    f.mkdir(parents=True)
+    _report(f, "BETA-FAILED-REPORT")
+    (f / "run.json").write_text(json.dumps({"notebook": "nb_beta", "profile": "smoke", "status": "failed",
+                                            "error": ERROR, "seconds": 3.0}))
+    # nb_gamma/quick: ok, no headline: the table's first rows are shown; file name with a space
+    g = res / "nb gamma" / "quick"
+    g.mkdir(parents=True)
+    _png(g / "samples grid.png", 120)
+    _report(g, "GAMMA-REPORT")
+    (g / "run.json").write_text(json.dumps({"notebook": "nb gamma", "profile": "quick", "status": "ok"}))
+    (g / "metrics.json").write_text(json.dumps(_meta("nb gamma", "quick")))
+    (g / "table.csv").write_text("method,FD_mnistclf\nddpm,1068.25\nedge_preserving,1045.5\n")
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    (nbs / "abl_tau.ipynb").write_text('{"cells": [{"source": "compare(\\"EPD-17\\", ...)"}]}')
+    out = build_index.build(res, notebooks_dir=nbs)
+    return res, out
+
+
+def _claim_rows(md: str):
+    return [ln for ln in md.splitlines() if re.match(r"^\| (EPD|COLD)-\d+ \|", ln)]
+
+
+def test_master_list_matches_the_specs():
+    ids = [c.id for c in ledger.CLAIMS]
+    assert ids == [f"EPD-{i}" for i in range(1, 23)] + [f"COLD-{i}" for i in range(1, 17)]
+    assert all(c.text and c.paper_number and c.notebook for c in ledger.CLAIMS)
+    spec_dir = ROOT.parent / "shared" / "reference"
+    if (spec_dir / "epd_spec.md").exists():
+        epd = (spec_dir / "epd_spec.md").read_text().split("## 7.")[1].split("\n## ")[0]
+        assert len(re.findall(r"^\d+\. ", epd, re.M)) == 22
+        cold = (spec_dir / "cold_spec.md").read_text().split("## 8.")[1].split("\n## ")[0]
+        assert len(re.findall(r"^- C\d+:", cold, re.M)) == 16
+
+
+def test_index_lists_every_report_with_working_relative_links(tree):
+    res, out = tree
+    index = out["index"]
+    text = index.read_text()
+    links = ledger.local_links(index)
+    assert not links["missing"], links["missing"]
+    assert not links["external"], links["external"]
+    hrefs = [u for _, a, u in ledger.page_links(text)]
+    for rel in ("nb_alpha/quick/report.html", "nb_alpha/smoke/report.html", "nb_beta/smoke/report.html",
+                "nb%20gamma/quick/report.html"):
+        assert rel in hrefs, rel
+    srcs = [u for tag, a, u in ledger.page_links(text) if tag == "img"]
+    assert "nb_alpha/quick/key.png" in srcs and "nb%20gamma/quick/samples%20grid.png" in srcs
+    assert "nb_alpha/quick/a_first.png" not in srcs  # the declared key figure is shown, the other one linked
+    assert "FD_mnistclf (EPD)" in text and "10.23" in text  # headline
+    assert "edge_preserving" in text and "1046" in text  # table.csv's first rows when no headline (4 digits)
+    assert "cpu (fake, 1 threads)" in text and "0123456789ab" in text and "2026-11-23T12:00:00+00:00" in text
+    assert all(not u.startswith("/") for u in hrefs + srcs)
+
+
+def test_failed_notebook_shows_its_error(tree):
+    res, out = tree
+    text = out["index"].read_text()
+    card = text[text.index('id="nb_beta-smoke"'):]
+    card = card[:card.index("</div>")]
+    assert "failed" in card and "deliberate &lt;failure&gt; &amp; more" in card
+    assert [r.status for r in out["results"] if r.notebook == "nb_beta"] == ["failed"]
+
+
+def test_claims_md_one_row_per_claim_and_measurement(tree):
+    res, out = tree
+    md = (res / "claims.md").read_text()
+    rows = _claim_rows(md)
+    by_id = {}
+    for ln in rows:
+        by_id.setdefault(ln.split("|")[1].strip(), []).append(ln)
+    assert set(by_id) == {c.id for c in ledger.CLAIMS}
+    assert len(by_id["EPD-1"]) == 2  # digits and AFHQ-Cat: one row each
+    assert len(rows) == len(ledger.CLAIMS) + 1
+    mnist, cat = by_id["EPD-1"]
+    assert "| reproduced |" in mnist and "EPD 13.06, DDPM 17.6 (FID_inception)" in mnist
+    assert "EPD: 10.23 ± 0.2517 (n=3); DDPM: 20.5 ± 0.5 (n=3)" in mnist
+    assert "FD_mnistclf" in mnist and "mnist 32²" in mnist and "quick (quick: 2k steps)" in mnist
+    assert "| inconclusive |" in cat and "afhq_cat 64²" in cat and "n=2 < 3" in cat
+    (tol,) = by_id["EPD-13"]
+    assert "| reproduced |" in tol and "1.01 ± 0.02" in tol and "1.015 ± 0.005 (n=3)" in tol
+    # EPD-2 was measured only by the smoke run of a notebook that also has a quick run: the quick run wins
+    (epd2,) = by_id["EPD-2"]
+    assert f"| {ledger.NOT_MEASURED} |" in epd2
+    (epd17,) = by_id["EPD-17"]
+    assert f"| {ledger.NOT_MEASURED} |" in epd17 and "abl_tau" in epd17  # the notebook that names the id
+    (cold5,) = by_id["COLD-5"]
+    assert f"| {ledger.NOT_MEASURED} |" in cold5 and "4.69 vs 5.10" in cold5
+    counts = ledger.verdict_counts(out["rows"])
+    assert counts == {"reproduced": 2, "inconclusive": 1, ledger.NOT_MEASURED: len(ledger.CLAIMS) - 2}
+    html = out["index"].read_text()
+    assert html.count("<tr class='unmeasured'>") == len(ledger.CLAIMS) - 2  # the ledger section of the index
+
+
+def test_unknown_ids_are_flagged_and_the_cli_ignores_runner_options(tree, capsys):
+    res, _ = tree
+    m = json.loads((res / "nb gamma" / "quick" / "metrics.json").read_text())
+    m["claims"] = [lc.qualitative("EPD-99", "EPD", "made up", figure="samples grid.png")]
+    (res / "nb gamma" / "quick" / "metrics.json").write_text(json.dumps(m))
+    assert build_index.main(["--results", str(res), "--profile", "smoke", "--only", "nb", "--force"]) == 0
+    md = (res / "claims.md").read_text()
+    assert "Entries with unknown ids" in md and "'EPD-99' is not in the master list" in md
+    assert "claims:" in capsys.readouterr().out
+
+
+def test_empty_results_tree(tmp_path):
+    out = build_index.build(tmp_path / "nothing")
+    assert "No results yet" in out["index"].read_text()
+    assert len(_claim_rows(out["claims"].read_text())) == len(ledger.CLAIMS)
+
+
+@pytest.mark.skipif(ledger.find_chromium() is None, reason="no chromium binary (apt-get install chromium)")
+def test_pages_render_in_headless_chromium(tree, tmp_path):
+    res, out = tree
+    index = out["index"]
+    problems, doms = build_index.check_pages(index)  # the index and every report it links, in the browser
+    assert problems == []
+    assert "Claims ledger" in doms[index.resolve()] and "deliberate" in doms[index.resolve()]
+    reports = [p for p in doms if p != index.resolve()]
+    assert len(reports) == 4 and all("report body" in doms[p] for p in reports)
+    for u in ledger.local_links(index)["ok"]:  # every linked figure is a readable image
+        if u.endswith(".png"):
+            Image.open(index.parent / ledger.unquote(u)).verify()
+    png = ledger.screenshot(index, tmp_path / "index.png")
+    img = np.asarray(Image.open(png).convert("L"))
+    assert img.shape == (900, 1200) and img.std() > 5  # a page with content, not a blank image
