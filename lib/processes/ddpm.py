@@ -103,9 +103,6 @@ class DDPM(DiffusionProcess):
         var_arr = self.posterior_var if self.config.posterior_variance == "small" else self.betas
         return mean, extract(var_arr, t, x_t)
 
-    def fit_prior(self, data):
-        pass
-
     def prior(self, shape, generator, x0=None, device=None):
         """x_{T-1} ~ N(0, I) (Q10: the official code ignores the √ᾱ_{T-1} residual signal)."""
         return rng_lib.randn(shape, generator, device=device or "cpu")
@@ -116,9 +113,11 @@ class DDPM(DiffusionProcess):
         return [(t, t - 1) for t in range(top, last - 1, -1)]
 
     def step(self, net, x_t, t, t_prev, generator):
-        """Ancestral step t → t-1: x_{t-1} = μ̃(x_t, x̂0) + σ_t z; t_prev = -1 returns x̂0 (no noise)."""
+        """Ancestral step t → t-1: x_{t-1} = μ + σ z from the posterior at x̂0; t_prev = -1 returns x̂0 (no noise).
+
+        (EPD inherits this step: its posterior recomputes the edge map from x̂0, epd_spec §3.)"""
         if t_prev != t - 1:
-            raise ValueError(f"ancestral DDPM steps go from t to t-1, got {t} -> {t_prev}; use ddim_step to skip")
+            raise ValueError(f"{self.name} ancestral steps go from t to t-1, got {t} -> {t_prev}")
         x0_hat = self.predict_x0(net, x_t, t)
         if t_prev < 0:
             return StepOutput(x0_hat, x0_hat)

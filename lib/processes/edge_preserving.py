@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from lib import rng as rng_lib
 from lib import schedules
 from lib.processes import register
-from lib.processes.base import DiffusionProcess, StepOutput, as_time_tensor, extract, mean_per_sample, sum_per_sample
-from lib.processes.ddpm import FINAL_STEPS
+from lib.processes.base import as_time_tensor, extract, mean_per_sample, sum_per_sample
+from lib.processes.ddpm import DDPM, FINAL_STEPS
 
 EDGE_NORMS = ("batch", "image", "none")
 EDGE_MAGNITUDES = ("squared", "abs")
@@ -116,26 +116,27 @@ def edge_map(x: torch.Tensor, norm: str = "batch", magnitude: str = "squared", c
 # ----------------------------------------------------------------------------------------------------------
 
 @register
-class EdgePreserving(DiffusionProcess):
-    """EPD: DDPM's signal coefficient with a per-pixel, edge-damped noise coefficient."""
+class EdgePreserving(DDPM):
+    """EPD: DDPM's signal coefficient with a per-pixel, edge-damped noise coefficient.
+
+    Subclasses DDPM (same β/ᾱ schedules, prior, time steps and ancestral ``step``) and overrides the noise
+    scale: ``q_sample``, ``loss``, ``predict_x0`` and the per-pixel ``posterior_mean_variance``.
+    """
 
     name = "edge_preserving"
     config_cls = EPDConfig
     small_overrides = {"T": 20}
+    # DDIM is derived for the isotropic process only; EPD samples with its own posterior (``step``).
+    ddim_timesteps = None
+    ddim_step = None
 
     def __init__(self, config: Optional[EPDConfig] = None, **overrides):
         super().__init__(config, **overrides)
         c = self.config
-        self.betas = schedules.linear_beta_schedule(c.T, c.beta_min, c.beta_max)
-        self.alpha_bar = schedules.alpha_bar(self.betas)
         self.tau = schedules.transition_schedule(c.tau, c.T, c.t_phi, c.k)
         self.tau_sample = schedules.transition_schedule(c.tau_sample or c.tau, c.T, c.t_phi, c.k)
         self.lam = schedules.lambda_schedule(c.T, c.lambda_min, c.lambda_max, c.t_phi, c.lambda_schedule,
                                              c.lambda_constant, c.k)
-
-    @property
-    def num_steps(self) -> int:
-        return self.config.T
 
     @property
     def batch_independent(self) -> bool:
@@ -218,23 +219,3 @@ class EdgePreserving(DiffusionProcess):
         var_post = 1.0 / (1.0 / var_s + a2_ts / var_ts)           # Eq. 14 (1/σ²_s, not the paper's 1/σ²_t: Q8)
         mean = var_post * (a2_ts.sqrt() / var_ts * x_t.double() + abar_s.sqrt() / var_s * x0.double())  # Eq. 13
         return mean.to(x_t.dtype), var_post.to(x_t.dtype)
-
-    def prior(self, shape, generator, x0=None, device=None):
-        """x_{T-1} ~ N(0, I) (Q10)."""
-        return rng_lib.randn(shape, generator, device=device or "cpu")
-
-    def sampling_timesteps(self, start=None):
-        top = self.config.T - 1 if start is None else int(start)
-        last = 0 if self.config.final_step == "denoise" else 1
-        return [(t, t - 1) for t in range(top, last - 1, -1)]
-
-    def step(self, net, x_t, t, t_prev, generator):
-        """One reverse step t → t-1 (§3): Ĝ = G(x̂0), per-pixel posterior, fresh noise; t_prev=-1 returns x̂0."""
-        if t_prev != t - 1:
-            raise ValueError(f"EPD steps go from t to t-1, got {t} -> {t_prev}")
-        x0_hat = self.predict_x0(net, x_t, t)
-        if t_prev < 0:
-            return StepOutput(x0_hat, x0_hat)
-        mean, var = self.posterior_mean_variance(x0_hat, x_t, t, G=self.edge_map(x0_hat))
-        noise = rng_lib.randn_like(x_t, generator)
-        return StepOutput(mean + var.sqrt() * noise, x0_hat)
