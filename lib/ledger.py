@@ -11,16 +11,22 @@ Claim ids
 ``"EPD-<n>"`` is claim n of ../shared/reference/epd_spec.md §7 (EPD-1 .. EPD-22) and ``"COLD-<n>"`` is claim
 C<n> of ../shared/reference/cold_spec.md §8 (COLD-1 .. COLD-16).  A notebook tests a claim by putting an entry
 built with lib/claims.py (``compare`` / ``within_tolerance`` / ``qualitative``) whose ``"id"`` is that string
-into the ``"claims"`` list of its metrics.json.  Several entries with one id (e.g. one per dataset) give one ledger
-row each; a claim no notebook has measured yet gets one row with verdict "not yet measured" and the notebook
-expected to measure it (found by the id appearing in a notebook's source, else the planned name below).
+into the ``"claims"`` list of its metrics.json.  ``canonical_id`` also maps onto the master list: suffixed ids
+(``"EPD-9-recall"``), the Cold spec's own ``"C<n>"`` with any suffix (``"C4-blur-FD"``), and a bare number or
+sub-claim (``"15"``, ``"5a"``) when the entry's ``"paper"`` names the paper ("epd" / "edge-..." / "cold ...");
+the entry's own id is then shown in the row's detail.  Several entries with one id (one per dataset or
+sub-claim) give one ledger row each; a claim no notebook has measured yet gets one row with verdict
+"not yet measured" and the notebook expected to measure it (found by the id in a notebook's source or in a lib
+function the notebook calls; else the planned name in CLAIMS).
 
 Optional metrics.json keys read by the index:
   "key_figure": "samples.png"            the figure shown on the index (default: the first PNG written)
   "headline": {"FD_mnistclf (EPD)": 12.3, ...}   a few numbers shown on the index (default: table.md's first rows)
 
 Only the largest-scale profile of a notebook that has claims enters the ledger (paper > gpu > quick > smoke),
-so a smoke run never sits beside a quick run of the same notebook; the index lists every profile.
+so a smoke run never sits beside a quick run of the same notebook; the index lists every profile.  Variant
+folders ``<profile>_<tag>`` (e.g. ``quick_afhq_cat``, a second dataset written by the same run) count as their
+profile, each variant separately, and link to their profile's report.
 
 Browser check: ``find_chromium``, ``render_dom``, ``screenshot`` and ``local_links`` (used by
 scripts/build_index.py and tests/test_reports.py) open the pages the way a reader does, from file://.
@@ -43,10 +49,48 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 from urllib.parse import quote, unquote, urlsplit
 
 PROFILE_RANK = {"smoke": 0, "quick": 1, "gpu": 2, "paper": 3}
+
+
+def split_profile(folder: str) -> tuple:
+    """Results sub-folder -> (profile, variant): "quick" -> ("quick", ""), "quick_afhq_cat" -> ("quick", "afhq_cat")."""
+    base, _, tag = folder.partition("_")
+    return (base, tag) if base in PROFILE_RANK else (folder, "")
+
+
+def profile_rank(folder: str) -> int:
+    return PROFILE_RANK.get(split_profile(folder)[0], -1)
 NOT_MEASURED = "not yet measured"
 PAPERS = {"EPD": "Edge-preserving noise for diffusion models (epd_spec.md §7)",
           "COLD": "Cold Diffusion (cold_spec.md §8)"}
+OTHER_SECTION = "Other checks (ids not in the master list)"
 ID_PATTERN = re.compile(r"\b(EPD|COLD)-(\d+)\b")
+
+
+def _paper_of(paper: Any) -> Optional[str]:
+    p = str(paper or "").lower()
+    if "cold" in p:
+        return "COLD"
+    if "epd" in p or "edge" in p:
+        return "EPD"
+    return None
+
+
+def canonical_id(claim_id: Any, paper: Any = None) -> str:
+    """The master-list id ("EPD-<n>" / "COLD-<n>") an entry refers to; the id itself when it matches none.
+
+    "EPD-3", "epd_3", "COLD 4" -> as is; "C4-blur-FD", "C1" -> "COLD-4", "COLD-1";
+    "15", "5a", "11b" with paper "epd" -> "EPD-15", "EPD-5", "EPD-11" (with a Cold paper -> "COLD-<n>")."""
+    text = str(claim_id).strip()
+    m = re.match(r"^(EPD|COLD)[-_ ]?(\d+)(?![\d])", text, re.I)
+    if m:
+        return f"{m.group(1).upper()}-{int(m.group(2))}"
+    m = re.match(r"^C(\d+)(?![\d])", text)
+    if m and _paper_of(paper) in ("COLD", None):
+        return f"COLD-{int(m.group(1))}"
+    m = re.match(r"^(\d+)(?![\d])", text)
+    if m and _paper_of(paper):
+        return f"{_paper_of(paper)}-{int(m.group(1))}"
+    return text
 
 
 @dataclass(frozen=True)
@@ -75,37 +119,37 @@ _EPD = [
     ("The largest unconditional gain over DDPM is about 25 % (Church and Cat), and about 7 % on CelebA (Table 1).",
      "≈25 % (Church, Cat), ≈7 % (CelebA) relative FID gain", "epd_table1_unconditional"),
     ("SDEdit stroke-to-image FID ordering is EPD < DDPM < BNDM on all three datasets at hijack 0.55T (Fig. 4 table).",
-     "FID ordering EPD < DDPM < BNDM (Fig. 4 table)", "epd_sdedit"),
+     "FID ordering EPD < DDPM < BNDM (Fig. 4 table)", "epd_sdedit_strokes"),
     ("EPD's SDEdit FID gain over DDPM is about 15–23 %.",
-     "FID 39.08 vs 45.80, 56.14 vs 72.54, 23.50 vs 27.61", "epd_sdedit"),
-    ("On SDEdit precision, EPD ≥ DDPM on all three datasets (Table 4).", "precision, Table 4", "epd_sdedit"),
+     "FID 39.08 vs 45.80, 56.14 vs 72.54, 23.50 vs 27.61", "epd_sdedit_strokes"),
+    ("On SDEdit precision, EPD ≥ DDPM on all three datasets (Table 4).", "precision, Table 4", "epd_sdedit_strokes"),
     ("On SDEdit recall, EPD > DDPM on AFHQ-Cat and < DDPM on CelebA and Church (Table 4).",
-     "recall 0.80 vs 0.66 (Cat), 0.46 vs 0.53 (CelebA), 0.46 vs 0.50 (Church)", "epd_sdedit"),
+     "recall 0.80 vs 0.66 (Cat), 0.46 vs 0.53 (CelebA), 0.46 vs 0.50 (Church)", "epd_sdedit_strokes"),
     ("Unconditional precision/recall of EPD is within 0.02 of DDPM on AFHQ-Cat and CelebA; on Church, precision is "
      "higher and recall lower (Table 5).", "Church precision 0.65 vs 0.47, recall 0.33 vs 0.38; others ±0.02",
      "epd_table1_unconditional"),
     ("SDEdit CLIP score: EPD > DDPM on all three datasets (Table 6).", "CLIP margins 0.19, 0.13, 1.75",
-     "epd_sdedit"),
+     "epd_sdedit_strokes"),
     ("Latent space: EPD FID > DDPM and > BNDM on CelebA 256² (Table 2).", "FID 13.89 vs 7.87 (DDPM), 10.93 (BNDM)",
-     "epd_latent"),
+     "epd_table2_latent"),
     ("Latent space: EPD FID < DDPM but > BNDM on AFHQ-Cat 512² (Table 2).",
-     "FID 18.91 vs 22.86 (DDPM), 13.62 (BNDM)", "epd_latent"),
-    ("EPD training overhead vs DDPM is about 1 % per iteration (Table 3).", "1.12 vs 1.11 s/it", "epd_cost"),
+     "FID 18.91 vs 22.86 (DDPM), 13.62 (BNDM)", "epd_table2_latent"),
+    ("EPD training overhead vs DDPM is about 1 % per iteration (Table 3).", "1.12 vs 1.11 s/it", "epd_table3_cost"),
     ("EPD inference is about 9 % slower than DDPM with equal memory (Table 3).",
-     "301.5 vs 277.5 per batch of 64; 9.16 GB both", "epd_cost"),
+     "301.5 vs 277.5 per batch of 64; 9.16 GB both", "epd_table3_cost"),
     ("In the first 10k iterations, EPD reaches lower FID than DDPM on low-to-mid-frequency (blurred) AFHQ-Cat "
-     "variants (App. B).", "App. B curves (FID)", "epd_frequency"),
+     "variants (App. B).", "App. B curves (FID)", "epd_frequency_bands"),
     ("EPD's x̂0 predictions show fine structure earlier in the reverse process than DDPM's (Fig. 2; qualitative).",
-     "qualitative (Fig. 2)", "epd_x0_predictions"),
+     "qualitative (Fig. 2)", "epd_forward_process"),
     ("Linear τ beats cosine and sigmoid τ in FID; cosine ≈ sigmoid (Sec. 5.1).", "Sec. 5.1 (FID)",
-     "epd_ablation_tau"),
+     "epd_ablation_transition_fn"),
     ("t_Φ = 0.5 beats 0.25 and 0.75 in FID (Fig. 7).", "LSUN-Church FID 35.71 vs 39.31 and 86.41",
-     "epd_ablation_t_phi"),
+     "epd_ablation_transition_point"),
     ("Time-varying linear λ(t) beats every constant λ; low constant λ gives flat samples and high λ ≈ DDPM "
      "(Sec. 5.1).", "Sec. 5.1 (FID; qualitative)", "epd_ablation_lambda"),
     ("Linear λ(t) beats sigmoid λ(t) (Sec. 4.2).", "no numbers in the paper", "epd_ablation_lambda"),
     ("On Human-Sketch, EPD samples look better than the baselines while FID is unreliable there (App. F; "
-     "qualitative).", "qualitative (App. F)", "epd_sketch"),
+     "qualitative).", "qualitative (App. F)", "epd_sketches"),
     ("With τ ≡ 1, EPD reduces exactly to an isotropic DDPM process (Sec. 4.1; analytic, see U1).",
      "analytic (exact)", "tests/test_edge_preserving.py (U1)"),
 ]
@@ -113,11 +157,11 @@ _EPD = [
 # Transcribed from cold_spec.md §8; numbers from cold_spec.md §6.2 (arXiv v1 via a third-party card, unverified).
 _COLD = [
     ("Algorithm 2 restores better than Algorithm 1 for blur: Algorithm 1 gives blurry or smooth outputs with a worse "
-     "FID.", "qualitative; no FID found", "cold_algorithms"),
+     "FID.", "qualitative; no FID found", "cold_algorithm1_vs_2"),
     ("With an exact restoration operator, both algorithms recover x0 exactly.", "analytic (exact)",
-     "cold_algorithms"),
+     "cold_algorithm1_vs_2"),
     ("For any D of the form x + s·e, Algorithm 2 returns D(x0, s−1) at each step whatever R is.", "analytic (exact)",
-     "cold_algorithms"),
+     "cold_algorithm1_vs_2"),
     ("For every degradation and dataset in Tables 1–4, FID(Sampled) < FID(Degraded), and SSIM and RMSE improve over "
      "Degraded.", "Degraded columns not found", "cold_restoration"),
     ("Deblurring: iterative sampling gives a lower FID than direct one-shot reconstruction on MNIST, CIFAR-10 and "
@@ -136,17 +180,17 @@ _COLD = [
     ("Desaturation can be inverted (colourisation) with T = 20.", "SSIM 0.942 (CIFAR-10, unverified leaderboard)",
      "cold_restoration"),
     ("Blur generation: a GMM on channel means, followed by Algorithm 2, generates recognisable CelebA faces and AFHQ "
-     "animals with no noise during training.", "FID 49.45 (CelebA 128), 54.68 (AFHQ 128)", "cold_generation"),
+     "animals with no noise during training.", "FID 49.45 (CelebA 128), 54.68 (AFHQ 128)", "cold_generation_blur"),
     ("Perfect symmetry (no added noise) gives low-quality samples with low diversity; adding N(0, 0.002²) per pixel "
      "improves FID (Table 5).", "broken symmetry FID 49.45 / 54.68; perfect-symmetry row not found",
-     "cold_generation"),
+     "cold_generation_blur"),
     ("The deterministic-noise generator works with both fixed and estimated noise; estimated noise (≡ DDIM) gives "
      "the better FID.", "estimated noise FID 23.11 (CelebA), 20.59 (AFHQ); fixed-noise row not found",
-     "cold_generation"),
+     "cold_generation_noise"),
     ("Animorphosis, inpainting-to-constant and super-resolution-to-2×2 degradations also yield unconditional "
-     "generators on CelebA.", "qualitative", "cold_generation"),
+     "generators on CelebA.", "qualitative", "cold_generation_other"),
     ("Generated samples are not copies of training images (the paper shows nearest neighbours).",
-     "qualitative (nearest neighbours)", "cold_generation"),
+     "qualitative (nearest neighbours)", "cold_generation_blur"),
 ]
 
 CLAIMS: tuple = tuple([_c(f"EPD-{i}", *row) for i, row in enumerate(_EPD, 1)]
@@ -177,8 +221,16 @@ class NotebookResult:
         return self.run.get("error")
 
     @property
+    def report_dir(self) -> Optional[Path]:
+        """The folder holding this run's report.html (a variant folder like quick_afhq_cat uses its profile's)."""
+        for d in (self.dir, self.dir.parent / split_profile(self.profile)[0]):
+            if (d / "report.html").is_file():
+                return d
+        return None
+
+    @property
     def has_report(self) -> bool:
-        return (self.dir / "report.html").is_file()
+        return self.report_dir is not None
 
     def provenance(self, key: str) -> Any:
         return (self.metrics or {}).get(key)
@@ -211,19 +263,31 @@ def collect(results_dir) -> List[NotebookResult]:
     out = []
     for nb_dir in sorted(p for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) \
             if results_dir.is_dir() else []:
-        for d in sorted((p for p in nb_dir.iterdir() if p.is_dir()), key=lambda p: PROFILE_RANK.get(p.name, 9)):
+        for d in sorted((p for p in nb_dir.iterdir() if p.is_dir()), key=lambda p: (-profile_rank(p.name), p.name)):
             files = {n: (d / n).is_file() for n in ("run.json", "metrics.json", "report.html")}
             if not any(files.values()):
                 continue
             metrics = _read_json(d / "metrics.json") if files["metrics.json"] else None
-            r = NotebookResult(nb_dir.name, d.name, d, _read_json(d / "run.json") or {}, metrics)
+            run = _read_json(d / "run.json") or _read_json(nb_dir / split_profile(d.name)[0] / "run.json") or {}
+            r = NotebookResult(nb_dir.name, d.name, d, run, metrics)
             r.figures = _figures(d, (metrics or {}).get("key_figure"))
             out.append(r)
     return out
 
 
+def _functions(source: str) -> List[tuple]:
+    """(name, source) of each top-level function of a module (an unparsable module gives none)."""
+    import ast
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    return [(n.name, ast.get_source_segment(source, n) or "") for n in tree.body
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
 def planned_notebooks(notebooks_dir=None, lib_dir=None) -> Dict[str, List[str]]:
-    """Claim id -> notebooks whose source (or the lib module they import) mentions the id."""
+    """Claim id -> notebooks whose source mentions the id, or calls a top-level lib function that does."""
     root = Path(__file__).resolve().parents[1]
     notebooks_dir = Path(notebooks_dir or root / "notebooks")
     lib_dir = Path(lib_dir or root / "lib")
@@ -233,13 +297,19 @@ def planned_notebooks(notebooks_dir=None, lib_dir=None) -> Dict[str, List[str]]:
     for nb, text in sources.items():
         for m in ID_PATTERN.finditer(text):
             found.setdefault(m.group(0), []).append(nb)
-    if lib_dir.is_dir():
+    called = {nb: set(re.findall(r"\b([A-Za-z_]\w*)\(", text)) for nb, text in sources.items()}
+    if lib_dir.is_dir():  # an id inside a lib function -> the notebooks that call that function
         for mod in sorted(lib_dir.rglob("*.py")):
-            if mod.name in ("ledger.py", "__init__.py"):
+            if mod.name in ("ledger.py", "claims.py", "__init__.py"):
                 continue
-            users = [nb for nb, text in sources.items() if re.search(rf"\b{re.escape(mod.stem)}\b", text)]
-            for m in ID_PATTERN.finditer(mod.read_text(errors="replace")):
-                found.setdefault(m.group(0), []).extend(users)
+            text = mod.read_text(errors="replace")
+            if not ID_PATTERN.search(text):
+                continue
+            for func, body in _functions(text):
+                ids = [m.group(0) for m in ID_PATTERN.finditer(body)]
+                users = [nb for nb in sources if ids and func in called[nb]]
+                for cid in ids:
+                    found.setdefault(cid, []).extend(users)
     return {k: sorted(set(v)) for k, v in found.items()}
 
 
@@ -334,20 +404,25 @@ def _rel(result: NotebookResult, name: str, results_dir: Path) -> str:
     return (result.dir / name).relative_to(results_dir).as_posix()
 
 
+def _report_rel(result: NotebookResult, results_dir: Path) -> Optional[str]:
+    d = result.report_dir
+    return (d / "report.html").relative_to(results_dir).as_posix() if d else None
+
+
 def ledger_rows(results: Sequence[NotebookResult], results_dir, claims: Sequence[Claim] = CLAIMS,
                 planned: Optional[Dict[str, List[str]]] = None) -> List[LedgerRow]:
     """One row per measured claim entry (largest-scale profile per notebook), one per unmeasured claim."""
     results_dir = Path(results_dir)
     planned = planned if planned is not None else planned_notebooks()
-    best: Dict[str, NotebookResult] = {}
+    best: Dict[tuple, NotebookResult] = {}  # (notebook, variant) -> its largest-scale run with claims
     for r in results:
-        if r.claims and PROFILE_RANK.get(r.profile, -1) >= PROFILE_RANK.get(
-                getattr(best.get(r.notebook), "profile", None), -2):
-            best[r.notebook] = r
+        key = (r.notebook, split_profile(r.profile)[1])
+        if r.claims and (key not in best or profile_rank(r.profile) > profile_rank(best[key].profile)):
+            best[key] = r
     by_id: Dict[str, List[tuple]] = {}
-    for nb in sorted(best):
-        for e in best[nb].claims:
-            by_id.setdefault(str(e.get("id")), []).append((best[nb], e))
+    for key in sorted(best):
+        for e in best[key].claims:
+            by_id.setdefault(canonical_id(e.get("id"), e.get("paper")), []).append((best[key], e))
     known = {c.id for c in claims}
     rows = []
     for c in claims:
@@ -360,9 +435,19 @@ def ledger_rows(results: Sequence[NotebookResult], results_dir, claims: Sequence
     for cid in sorted(set(by_id) - known):  # entries whose id is not in the master list: shown, flagged
         for r, e in by_id[cid]:
             row = _row(None, r, e, results_dir)
+            row.id = cid
             row.detail = f"id {cid!r} is not in the master list (lib/ledger.py). " + row.detail
             rows.append(row)
     return rows
+
+
+def _claim_text(c: Optional[Claim], e: Dict[str, Any]) -> str:
+    own = str(e.get("claim") or "").strip()
+    if c is None:
+        return own
+    if own and str(e.get("id")) != c.id and own.rstrip(".") != c.text.rstrip("."):
+        return f"{c.text} — this row: {own}"
+    return c.text
 
 
 def _row(c: Optional[Claim], r: NotebookResult, e: Dict[str, Any], results_dir: Path) -> LedgerRow:
@@ -372,13 +457,15 @@ def _row(c: Optional[Claim], r: NotebookResult, e: Dict[str, Any], results_dir: 
     if r.status != "ok":
         detail = f"last run {r.status} ({r.error}); numbers from the run of {r.provenance('date')}. " + detail
     fig = e.get("figure")
+    if c is not None and str(e.get("id")) != c.id:
+        detail = f"[entry {e.get('id')}] " + detail
     return LedgerRow(
-        id=str(e.get("id")), paper=c.paper if c else str(e.get("paper") or "?"),
-        claim=c.text if c else str(e.get("claim") or ""), paper_number=_paper_number(e, c),
+        id=c.id if c else str(e.get("id")), paper=c.paper if c else str(e.get("paper") or "?"),
+        claim=_claim_text(c, e), paper_number=_paper_number(e, c),
         ours=format_ours(e.get("ours")), metric=str(e.get("metric") or "—"), dataset=_dataset(e, r),
         profile=f"{profile} ({scale})" if scale else str(profile), verdict=str(e.get("verdict") or "—"),
         notebook=r.notebook, detail=detail,
-        report=_rel(r, "report.html", results_dir) if r.has_report else None,
+        report=_report_rel(r, results_dir),
         figure=_rel(r, fig, results_dir) if fig and (r.dir / fig).is_file() else None)
 
 
@@ -413,7 +500,7 @@ def claims_markdown(rows: Sequence[LedgerRow], generated: str = "") -> str:
         lines.append("")
     other = [r for r in rows if r.id not in CLAIMS_BY_ID]
     if other:
-        lines += ["## Entries with unknown ids", "", "| " + " | ".join(h for _, h in LEDGER_COLUMNS) + " |",
+        lines += [f"## {OTHER_SECTION}", "", "| " + " | ".join(h for _, h in LEDGER_COLUMNS) + " |",
                   "|" + "---|" * len(LEDGER_COLUMNS)]
         lines += ["| " + " | ".join(_md_cell(getattr(r, k)) for k, _ in LEDGER_COLUMNS) + " |" for r in other]
         lines.append("")
@@ -442,9 +529,13 @@ pre.error{white-space:pre-wrap;background:#fff;border:1px solid #e6b0aa;padding:
 table{border-collapse:collapse;font-size:.85rem;margin:.3rem 0}
 th,td{border:1px solid #ddd;padding:.2rem .4rem;vertical-align:top;text-align:left}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
-table.ledger td{max-width:28rem}table.ledger tr.unmeasured td{color:#777}
-table.ledger td.id,table.ledger td.verdict{white-space:nowrap}table.ledger td.claim{min-width:18rem}
-table.ledger td.paper_number{min-width:12rem}
+table.ledger{width:100%;table-layout:auto}table.ledger td{max-width:26rem;overflow-wrap:break-word}
+table.ledger td.ours{min-width:9rem}
+table.ledger tr.unmeasured td{color:#777}
+table.ledger td.id,table.ledger td.verdict{white-space:nowrap}
+table.ledger td.claim{min-width:16rem}table.ledger td.paper_number{min-width:10rem}
+table.ledger td.detail{min-width:12rem;font-size:.78rem;color:#555}
+.headline table{font-size:.78rem}
 dl.prov{display:grid;grid-template-columns:max-content 1fr;gap:0 .6rem;font-size:.82rem;margin:.3rem 0}
 dl.prov dt{color:#666}dl.prov dd{margin:0;word-break:break-all}
 .headline{overflow-x:auto}
@@ -504,9 +595,15 @@ def _is_num(c: str) -> bool:
         return False
 
 
+def _id_label(entry: Dict[str, Any]) -> str:
+    own = str(entry.get("id"))
+    cid = canonical_id(own, entry.get("paper"))
+    return own if cid == own else f"{cid} ({own})"
+
+
 def _card(r: NotebookResult, results_dir: Path) -> str:
     status = r.status
-    link = (f'<a href="{_href(_rel(r, "report.html", results_dir))}">{_e(r.notebook)}</a>' if r.has_report
+    link = (f'<a href="{_href(_report_rel(r, results_dir))}">{_e(r.notebook)}</a>' if r.has_report
             else _e(r.notebook))
     parts = [f'<div class="card {"failed" if status == "failed" else ""}" id="{_e(r.notebook)}-{_e(r.profile)}">',
              f"<h3>{link} <span class='meta'>/ {_e(r.profile)}</span> {_badge(status)}</h3>"]
@@ -528,7 +625,7 @@ def _card(r: NotebookResult, results_dir: Path) -> str:
             ("run", f"{status}" + (f", {r.run['seconds']} s" if r.run.get("seconds") is not None else "")
              + (f", started {r.run['started']}" if r.run.get("started") else ""))]
     if r.claims:
-        prov.append(("claims", ", ".join(f"{c.get('id')}: {c.get('verdict')}" for c in r.claims)))
+        prov.append(("claims", ", ".join(f"{_id_label(c)}: {c.get('verdict')}" for c in r.claims)))
     parts.append("<dl class='prov'>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in prov) + "</dl>")
     if not r.has_report:
         parts.append("<div class='meta'>no report.html</div>")
@@ -539,7 +636,7 @@ def _card(r: NotebookResult, results_dir: Path) -> str:
 def _ledger_html(rows: Sequence[LedgerRow]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for _, h in LEDGER_COLUMNS)
     out = []
-    for paper, title in list(PAPERS.items()) + [("?", "Entries with unknown ids")]:
+    for paper, title in list(PAPERS.items()) + [("?", OTHER_SECTION)]:
         sub = [r for r in rows if (r.paper == paper and r.id in CLAIMS_BY_ID)
                or (paper == "?" and r.id not in CLAIMS_BY_ID)]
         if not sub:

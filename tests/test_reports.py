@@ -41,7 +41,9 @@ def _measured_claims(profile: str):
                    higher={"DDPM": [29.0, 30.0]}, **{**ctx, "dataset": "afhq_cat", "resolution": 64})
     c = lc.within_tolerance("EPD-13", "EPD", "overhead about 1 %", "relative step time", [1.02, 1.01, 1.015],
                             paper_value=1.01, tolerance=0.02, **ctx)
-    return [a, b, c]
+    d = lc.compare("5a", "epd", "SDEdit FD: EPD < DDPM", "FD_mnistclf", lower={"EPD": [1.0, 1.1, 1.2]},
+                   higher={"DDPM": [2.0, 2.1, 2.2]}, **ctx)
+    return [a, b, c, d]
 
 
 def _meta(nb, profile, **extra):
@@ -147,6 +149,8 @@ def test_claims_md_one_row_per_claim_and_measurement(tree):
     assert set(by_id) == {c.id for c in ledger.CLAIMS}
     assert len(by_id["EPD-1"]) == 2  # digits and AFHQ-Cat: one row each
     assert len(rows) == len(ledger.CLAIMS) + 1
+    (epd5,) = by_id["EPD-5"]  # an entry with the id "5a" and paper "epd" is claim EPD-5
+    assert "| reproduced |" in epd5 and "[entry 5a]" in epd5 and "this row: SDEdit FD: EPD < DDPM" in epd5
     mnist, cat = by_id["EPD-1"]
     assert "| reproduced |" in mnist and "EPD 13.06, DDPM 17.6 (FID_inception)" in mnist
     assert "EPD: 10.23 ± 0.2517 (n=3); DDPM: 20.5 ± 0.5 (n=3)" in mnist
@@ -162,9 +166,9 @@ def test_claims_md_one_row_per_claim_and_measurement(tree):
     (cold5,) = by_id["COLD-5"]
     assert f"| {ledger.NOT_MEASURED} |" in cold5 and "4.69 vs 5.10" in cold5
     counts = ledger.verdict_counts(out["rows"])
-    assert counts == {"reproduced": 2, "inconclusive": 1, ledger.NOT_MEASURED: len(ledger.CLAIMS) - 2}
+    assert counts == {"reproduced": 3, "inconclusive": 1, ledger.NOT_MEASURED: len(ledger.CLAIMS) - 3}
     html = out["index"].read_text()
-    assert html.count("<tr class='unmeasured'>") == len(ledger.CLAIMS) - 2  # the ledger section of the index
+    assert html.count("<tr class='unmeasured'>") == len(ledger.CLAIMS) - 3  # the ledger section of the index
 
 
 def test_unknown_ids_are_flagged_and_the_cli_ignores_runner_options(tree, capsys):
@@ -172,14 +176,17 @@ def test_unknown_ids_are_flagged_and_the_cli_ignores_runner_options(tree, capsys
     m = json.loads((res / "nb gamma" / "quick" / "metrics.json").read_text())
     m["claims"] = [lc.qualitative("EPD-99", "EPD", "made up", figure="samples grid.png")]
     (res / "nb gamma" / "quick" / "metrics.json").write_text(json.dumps(m))
-    assert build_index.main(["--results", str(res), "--profile", "smoke", "--only", "nb", "--force"]) == 0
+    argv = ["--results", str(res), "--notebooks", str(res.parent / "notebooks"), "--profile", "smoke", "--only", "nb",
+            "--force", "--jobs", "2"]  # what run_all.sh passes on: the runner's options are ignored
+    assert build_index.main(argv) == 0
     md = (res / "claims.md").read_text()
-    assert "Entries with unknown ids" in md and "'EPD-99' is not in the master list" in md
+    assert ledger.OTHER_SECTION in md and "'EPD-99' is not in the master list" in md
     assert "claims:" in capsys.readouterr().out
 
 
 def test_empty_results_tree(tmp_path):
-    out = build_index.build(tmp_path / "nothing")
+    (tmp_path / "nbs").mkdir()
+    out = build_index.build(tmp_path / "nothing", notebooks_dir=tmp_path / "nbs")
     assert "No results yet" in out["index"].read_text()
     assert len(_claim_rows(out["claims"].read_text())) == len(ledger.CLAIMS)
 
@@ -199,3 +206,30 @@ def test_pages_render_in_headless_chromium(tree, tmp_path):
     png = ledger.screenshot(index, tmp_path / "index.png")
     img = np.asarray(Image.open(png).convert("L"))
     assert img.shape == (900, 1200) and img.std() > 5  # a page with content, not a blank image
+
+
+def test_ids_in_other_forms_map_onto_the_master_list():
+    assert ledger.canonical_id("EPD-3") == "EPD-3" and ledger.canonical_id("cold_4") == "COLD-4"
+    assert ledger.canonical_id("C4-blur-FD", "Cold Diffusion (Bansal et al. 2022)") == "COLD-4"
+    assert ledger.canonical_id("C1") == "COLD-1"
+    assert ledger.canonical_id("5a", "epd") == "EPD-5" and ledger.canonical_id("11b", "EPD") == "EPD-11"
+    assert ledger.canonical_id("12", "cold") == "COLD-12"
+    assert ledger.canonical_id("15") == "15" and ledger.canonical_id("EPD-123x") == "EPD-123"
+
+
+def test_variant_folder_counts_as_its_profile_and_links_its_report(tree):
+    res, _ = tree
+    v = res / "nb_alpha" / "quick_afhq_cat"
+    v.mkdir()
+    _png(v / "cats.png", 90)
+    entry = lc.compare("EPD-12", "EPD", "latent AFHQ", "FD_x", lower={"EPD": [1, 2, 3]}, higher={"DDPM": [4, 5, 6]},
+                       dataset="afhq_cat", resolution=64, profile="quick")
+    (v / "metrics.json").write_text(json.dumps(_meta("nb_alpha", "quick", claims=[entry])))
+    out = build_index.build(res, notebooks_dir=res.parent / "notebooks")
+    rows = [r for r in out["rows"] if r.id == "EPD-12"]
+    assert [(r.verdict, r.report, r.notebook) for r in rows] == [("reproduced", "nb_alpha/quick/report.html",
+                                                                  "nb_alpha")]
+    assert len([r for r in out["rows"] if r.id == "EPD-1"]) == 2  # the quick folder still counts too
+    (card,) = [r for r in out["results"] if r.profile == "quick_afhq_cat"]
+    assert card.status == "ok" and card.has_report
+    assert not ledger.local_links(out["index"])["missing"]
