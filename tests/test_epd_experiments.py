@@ -1,0 +1,109 @@
+"""Fast checks of lib/epd_experiments.py: arms, shared default model, tables, claims and the x̂0 proxies."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+
+from lib import epd_experiments as E
+from lib.profiles import get_profile
+
+
+def _ctx():
+    return SimpleNamespace(ctx=dict(dataset="mnist", resolution="32x32", profile="smoke", scale="test",
+                                    paper_metric=E.PAPER_METRIC), dataset="mnist")
+
+
+def _df(values_by_arm, col="FD_mnistclf"):
+    return pd.DataFrame([{"arm": a, "seed": i, col: v, "precision": 0.5, "recall": 0.4, "hf_power": v / 100}
+                         for a, vs in values_by_arm.items() for i, v in enumerate(vs)])
+
+
+def test_default_epd_arm_is_shared_across_ablations():
+    prof = get_profile("smoke")
+    default = E.epd_arm().train_process(prof).config_dict()
+    assert E.table1_arms()[E.EPD].train_process(prof).config_dict() == default
+    assert E.tau_arms()["tau=linear"].train_process(prof).config_dict() == default
+    assert E.tphi_arms()["t_phi=0.5"].train_process(prof).config_dict() == default
+    assert E.lambda_arms([1e-3])["lambda(t) linear"].train_process(prof).config_dict() == default
+
+
+def test_ablation_arms_change_only_their_factor():
+    prof = get_profile("smoke")
+    assert E.tau_arms()["tau=cosine"].sample_process(prof).config.tau == "cosine"
+    assert E.tphi_arms()["t_phi=0.25"].train_process(prof).config.t_phi == 0.25
+    lam = E.lambda_arms([1e-5, 1.0])
+    assert list(lam) == ["lambda=1e-05", "lambda=1", "lambda(t) linear", "lambda(t) sigmoid"]
+    c = lam["lambda=1e-05"].train_process(prof).config
+    assert c.lambda_schedule == "constant" and c.lambda_constant == 1e-5
+
+
+def test_quirk_arms_training_vs_sampling_side():
+    prof = get_profile("smoke")
+    rows = E.quirk_arms()
+    arms = E.arms_of_quirks(rows)
+    q1 = rows[0]["code_arm"]
+    assert q1.train_process(prof).config.tau == "cosine" and q1.sample_process(prof).config.tau_sample == "linear"
+    q9 = rows[3]["paper_arm"]   # sampling-only: trains the default model
+    assert q9.train_process(prof).config_dict() == E.epd_arm().train_process(prof).config_dict()
+    assert q9.sample_process(prof).config.final_step == "denoise"
+    assert all(E.arm_name_for(arms, r[k]) in arms for r in rows for k in ("code_arm", "paper_arm"))
+    assert len(set(arms)) == len(arms) == 6
+
+
+def test_summary_and_fd_column():
+    df = _df({"ddpm": [10.0, 12.0], E.EPD: [8.0, 9.0]})
+    assert E.fd_column(df) == "FD_mnistclf"
+    assert E.fd_column(df.drop(columns=["FD_mnistclf"]).assign(SWD_mean=1.0)) == "SWD_mean"
+    s = E.summary(df).set_index("arm")
+    assert s.loc["ddpm", "FD_mnistclf"] == 11.0 and s.loc["ddpm", "n_seeds"] == 2
+    assert list(s.index) == ["ddpm", E.EPD]
+
+
+def test_table1_claims_follow_the_verdict_rule():
+    few = _df({"ddpm": [10.0], "ihdm": [50.0], "bndm": [9.0], E.EPD: [8.0]})
+    out = {c["id"]: c for c in E.table1_claims(few, _ctx())}
+    assert out["EPD-1"]["verdict"] == "inconclusive"          # n < 3 always inconclusive
+    assert out["EPD-4"]["kind"] == "tolerance" and out["EPD-4"]["tolerance"] == 0.10
+    assert "metric_note" in out["EPD-1"] and out["EPD-1"]["paper_value"]["ddpm"] == 17.60
+    many = _df({"ddpm": [10.0, 10.5, 11.0], "ihdm": [50.0, 51, 52], "bndm": [9.5, 9.6, 9.7], E.EPD: [7.0, 7.2, 7.1]})
+    out = {c["id"]: c for c in E.table1_claims(many, _ctx())}
+    assert out["EPD-1"]["verdict"] == "reproduced" and out["EPD-2"]["verdict"] == "reproduced"
+    assert out["EPD-9-precision"]["verdict"] == "reproduced"   # equal precision: |diff| = 0 <= 0.02
+
+
+def test_ablation_claims():
+    df = _df({"t_phi=0.25": [10.0] * 3, "t_phi=0.5": [5.0, 5.1, 5.2], "t_phi=0.75": [4.0, 4.1, 3.9]})
+    out = {c["id"]: c["verdict"] for c in E.tphi_claims(df, _ctx())}
+    assert out == {"EPD-18-1": "reproduced", "EPD-18-2": "not reproduced"}
+    lam = _df({"lambda=1e-05": [1.0], "lambda=1": [2.0], "lambda(t) linear": [0.5], "lambda(t) sigmoid": [0.7]})
+    ids = [c["id"] for c in E.lambda_claims(lam, _ctx())]
+    assert ids == ["EPD-19-1", "EPD-19-2", "EPD-20-1", "EPD-19-flat"]
+
+
+def test_trajectory_proxies():
+    final = torch.zeros(2, 1, 8, 8)
+    ts = [9, 6, 3, 1]
+    x0s = [torch.full((2, 1, 8, 8), v) for v in (1.0, 0.8, 0.2, 0.0)]
+    df = E.trajectory_table("a", ts, x0s, final, T=10)
+    assert list(df["rmse_to_final"].round(6)) == [1.0, 0.8, 0.2, 0.0]
+    assert E.structure_onset(df) == pytest.approx(3 / 9)
+    assert E.early_error(df, 0.3, 0.7) == pytest.approx(0.5)
+
+
+def test_results_profile_tag():
+    assert E.results_profile("quick") == "quick"
+    assert E.results_profile("quick", "afhq_cat") == "quick_afhq_cat"
+
+
+def test_cost_table_smoke(tmp_path, monkeypatch):
+    s = SimpleNamespace(prof=get_profile("smoke"), dev="cpu", x=torch.rand(8, 1, 16, 16) * 2 - 1,
+                        ctx=_ctx().ctx)
+    df = E.cost_table(["ddpm", E.EPD], s, batch=4, repeats=1, sample_steps=2)
+    assert set(df["process"]) == {"ddpm", E.EPD}
+    assert df.set_index("process").loc["ddpm", "train_s_per_it_ratio_to_ddpm"] == pytest.approx(1.0)
+    assert (df["memory_note"] == "n/a on CPU").all()
+    cl = E.cost_claims(df, s)
+    assert [c["id"] for c in cl] == ["EPD-13", "EPD-14"] and all(c["tolerance"] == 0.05 for c in cl)
