@@ -2,7 +2,6 @@
 oracle-net reconstruction for any S, the mixed-noise variance, and a falling training loss."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 
@@ -16,16 +15,7 @@ from lib.processes.bndm import BNDM, BNDMConfig, PRESETS, gamma_schedule
 from lib.sampling import sample
 from tests.conftest import OracleNet, smooth_images
 
-
-@contextlib.contextmanager
-def _threads(n):
-    """Tiny nets run faster single-threaded (and do not stall when the CPU is shared)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+from lib.metrics.features import torch_threads as _threads  # tiny nets run faster on 1 thread
 
 
 SCHEDULES = [dict(gamma_schedule="sigmoid", gamma_tau=0.2), dict(gamma_schedule="linear")]

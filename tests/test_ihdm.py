@@ -1,7 +1,6 @@
 """IHDM checks (baselines_spec.md §5 "IHDM", §2, §4.1): DCT blur, schedule, loss and sampler with oracles."""
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 
@@ -20,16 +19,7 @@ from tests.conftest import OracleNet, smooth_images
 def _uniform(shape, seed=0, dtype=torch.float64):
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
-
-@contextlib.contextmanager
-def _threads(n):
-    """Tiny nets run faster single-threaded (and do not stall when the CPU is shared)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+from lib.metrics.features import torch_threads as _threads  # tiny nets run faster on 1 thread
 
 
 # ----------------------------------------------------------------------------------------------------------
