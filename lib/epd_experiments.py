@@ -58,8 +58,15 @@ def results_profile(profile: str, tag: str = "") -> str:
 
 def setup(notebook: str, profile: str, dataset: str = "mnist", data_root: str = "", resolution: int = 32,
           seeds: Sequence[int] = (0,), device: str = "auto", tag: str = "", n_eval: int = 0,
-          train_steps: int = 0) -> SimpleNamespace:
-    """Profile (with optional n_eval / train_steps overrides), device, Run folder, dataset and eval reference."""
+          train_steps: int = 0, weights: str = "ema", threads: int = 0) -> SimpleNamespace:
+    """Profile (with optional n_eval / train_steps overrides), device, Run folder, dataset and eval reference.
+
+    ``weights`` ("ema" | "raw") are the default sampling weights of every arm; ``threads`` > 0 sets torch's CPU
+    threads (one thread is much faster than two on a contended 2-core machine)."""
+    if weights not in ("ema", "raw"):
+        raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
+    if threads:
+        torch.set_num_threads(int(threads))
     over = {k: v for k, v in (("n_eval", n_eval), ("train_steps", train_steps)) if v}
     prof = get_profile(profile, **over)
     dev = experiment.default_device() if device == "auto" else device
@@ -69,8 +76,9 @@ def setup(notebook: str, profile: str, dataset: str = "mnist", data_root: str = 
     real = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:prof.n_eval]]
     ctx = dict(dataset=dataset, resolution=f"{resolution}x{resolution}", profile=profile, scale=prof.note,
                paper_metric=PAPER_METRIC)
-    return SimpleNamespace(prof=prof, dev=dev, run=run, ds=ds, x=x, real=real, dataset=dataset,
-                           data_root=data_root or None, seeds=list(seeds), ctx=ctx, overrides=over)
+    return SimpleNamespace(prof=prof, dev=dev, run=run, ds=ds, x=x, real=real, dataset=dataset, weights=weights,
+                           data_root=data_root or None, seeds=list(seeds), ctx=ctx,
+                           overrides={**over, "weights": weights, "threads": torch.get_num_threads()})
 
 
 @dataclass
@@ -79,7 +87,7 @@ class Arm:
     process: str = EPD
     config: Dict = field(default_factory=dict)          # process config used for training
     sample_config: Dict = field(default_factory=dict)   # config changes applied for sampling only
-    weights: str = "ema"                                # "ema" | "raw" (the official code samples raw weights)
+    weights: Optional[str] = None                       # "ema" | "raw" | None: the notebook's `weights`
 
     def train_process(self, prof: Profile):
         return study.process_for_profile(self.process, prof, **self.config)
@@ -126,7 +134,7 @@ def quirk_arms() -> List[dict]:
         dict(quirk="Q9 final step", code="stop at t=1, noise added", paper="final denoise (return x0-hat)",
              code_arm=d, paper_arm=Arm(EPD, {}, {"final_step": "denoise"}), side="sampling"),
         dict(quirk="Q12 sampling weights", code="raw weights (no EMA)", paper="EMA weights",
-             code_arm=Arm(EPD, weights="raw"), paper_arm=d, side="sampling"),
+             code_arm=Arm(EPD, weights="raw"), paper_arm=Arm(EPD, weights="ema"), side="sampling"),
     ]
 
 
@@ -157,8 +165,8 @@ def train_arms(arms: Dict[str, Arm], s: SimpleNamespace, progress: bool = False)
     return out
 
 
-def _samples_path(result, proc, arm: Arm, n: int, seed: int, shape) -> "experiment.Path":
-    key = json.dumps([str(result.checkpoint), proc.config_dict(), arm.weights, n, seed, list(shape), result.step],
+def _samples_path(result, proc, weights: str, n: int, seed: int, shape) -> "experiment.Path":
+    key = json.dumps([str(result.checkpoint), proc.config_dict(), weights, n, seed, list(shape), result.step],
                      sort_keys=True, default=str)
     return experiment.RUNS_DIR / "samples" / (hashlib.sha256(key.encode()).hexdigest()[:20] + ".pt")
 
@@ -168,10 +176,11 @@ def sample_arm(arm: Arm, result, s: SimpleNamespace, seed: int, n: Optional[int]
     n = n or s.prof.n_eval
     proc = arm.sample_process(s.prof)
     proc.fit_prior(s.x)
-    path = _samples_path(result, proc, arm, n, seed, s.x.shape[1:])
+    w = arm.weights or s.weights
+    path = _samples_path(result, proc, w, n, seed, s.x.shape[1:])
     if path.exists():
         return torch.load(path)
-    net = result.ema if arm.weights == "ema" else result.net
+    net = result.ema if w == "ema" else result.net
     prior = study.prior_images(s.x, n, seed + 1000)
     out = study.sample_model(proc, net, n, s.x.shape[1:], seed, s.prof, s.dev, prior_data=prior, progress=False)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -397,7 +406,7 @@ def noise_std_profile(s: SimpleNamespace, x0: torch.Tensor) -> pd.DataFrame:
 def x0_trajectory(arm: Arm, result, s: SimpleNamespace, n: int, seed: int, every: int):
     """Reverse process of n images: (ts, x̂0 per recorded t [n,C,H,W], final sample)."""
     proc = arm.sample_process(s.prof)
-    net = (result.ema if arm.weights == "ema" else result.net).to(s.dev).eval()
+    net = (result.ema if (arm.weights or s.weights) == "ema" else result.net).to(s.dev).eval()
     gen = rng_lib.stacked(seed, list(range(n)), device=s.dev)
     rec = {}
     cb = lambda t, x, x0: rec.__setitem__(t, x0.detach().float().cpu()) if t % every == 0 or t == 1 else None  # noqa
@@ -600,7 +609,7 @@ def fd_bar_figure(df: pd.DataFrame, col: Optional[str] = None, title: str = ""):
 
 def arm_configs(arms: Dict[str, Arm], s: SimpleNamespace) -> dict:
     return {n: {"process": a.process, "train_config": a.config, "sample_config": a.sample_config,
-                "weights": a.weights, "full_config": a.sample_process(s.prof).config_dict()} for n, a in arms.items()}
+                "weights": a.weights or s.weights, "full_config": a.sample_process(s.prof).config_dict()} for n, a in arms.items()}
 
 
 def save_all(s: SimpleNamespace, df: pd.DataFrame, extra: dict, claim_list: List[dict], timings: dict) -> None:

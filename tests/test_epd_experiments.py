@@ -50,7 +50,7 @@ def test_quirk_arms_training_vs_sampling_side():
     assert q9.train_process(prof).config_dict() == E.epd_arm().train_process(prof).config_dict()
     assert q9.sample_process(prof).config.final_step == "denoise"
     assert all(E.arm_name_for(arms, r[k]) in arms for r in rows for k in ("code_arm", "paper_arm"))
-    assert len(set(arms)) == len(arms) == 6
+    assert len(set(arms)) == len(arms) == 7
 
 
 def test_summary_and_fd_column():
