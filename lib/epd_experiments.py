@@ -58,17 +58,25 @@ def results_profile(profile: str, tag: str = "") -> str:
 
 def setup(notebook: str, profile: str, dataset: str = "mnist", data_root: str = "", resolution: int = 32,
           seeds: Sequence[int] = (0,), device: str = "auto", tag: str = "", n_eval: int = 0,
-          train_steps: int = 0, weights: str = "ema", threads: int = 0) -> SimpleNamespace:
+          train_steps: int = 0, weights: str = "ema", threads: int = 0, T: int = 0,
+          lite_unet: bool = False) -> SimpleNamespace:
     """Profile (with optional n_eval / train_steps overrides), device, Run folder, dataset and eval reference.
 
     ``weights`` ("ema" | "raw") are the default sampling weights of every arm; ``threads`` > 0 sets torch's CPU
-    threads (one thread is much faster than two on a contended 2-core machine)."""
+    threads (one thread is much faster than two on a contended 2-core machine).  ``T`` > 0 shortens the chains
+    (DDPM/EPD T, IHDM K, BNDM S) and scales the β range by 500/T so ᾱ_{T-1} stays near the paper's T=500 value
+    (``lib.frequency.matched_betas``); ``lite_unet`` is part B's 16-channel two-level U-Net."""
     if weights not in ("ema", "raw"):
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
     if threads:
         torch.set_num_threads(int(threads))
-    over = {k: v for k, v in (("n_eval", n_eval), ("train_steps", train_steps)) if v}
-    prof = get_profile(profile, **over)
+    from lib.frequency import budget_profile, matched_betas
+    over = {k: v for k, v in (("n_eval", n_eval), ("train_steps", train_steps), ("T", T)) if v}
+    prof = budget_profile(profile, train_steps=train_steps, T=T, n_eval=n_eval, lite_unet=lite_unet)
+    if lite_unet:
+        over["lite_unet"] = True
+    budget = ({"ddpm": matched_betas(T), EPD: matched_betas(T), "ihdm": {"K": T}, "bndm": {"S": min(T, 1000)}}
+              if T and profile != "smoke" else {})
     dev = experiment.default_device() if device == "auto" else device
     run = experiment.Run(notebook, results_profile(profile, tag), list(seeds), dev)
     ds = data.load_dataset(dataset, data_root=data_root or None, resolution=resolution)
@@ -77,7 +85,7 @@ def setup(notebook: str, profile: str, dataset: str = "mnist", data_root: str = 
     ctx = dict(dataset=dataset, resolution=f"{resolution}x{resolution}", profile=profile, scale=prof.note,
                paper_metric=PAPER_METRIC)
     return SimpleNamespace(prof=prof, dev=dev, run=run, ds=ds, x=x, real=real, dataset=dataset, weights=weights,
-                           data_root=data_root or None, seeds=list(seeds), ctx=ctx,
+                           data_root=data_root or None, seeds=list(seeds), ctx=ctx, budget=budget,
                            overrides={**over, "weights": weights, "threads": torch.get_num_threads()})
 
 
@@ -89,11 +97,18 @@ class Arm:
     sample_config: Dict = field(default_factory=dict)   # config changes applied for sampling only
     weights: Optional[str] = None                       # "ema" | "raw" | None: the notebook's `weights`
 
-    def train_process(self, prof: Profile):
-        return study.process_for_profile(self.process, prof, **self.config)
+    def train_process(self, prof: Profile, budget: Optional[dict] = None):
+        return study.process_for_profile(self.process, prof, **{**(budget or {}).get(self.process, {}),
+                                                                 **self.config})
 
-    def sample_process(self, prof: Profile):
-        return study.process_for_profile(self.process, prof, **{**self.config, **self.sample_config})
+    def sample_process(self, prof: Profile, budget: Optional[dict] = None):
+        return study.process_for_profile(self.process, prof, **{**(budget or {}).get(self.process, {}),
+                                                                 **self.config, **self.sample_config})
+
+
+def make(s: SimpleNamespace, name: str, **config):
+    """A registered process under the notebook's profile and chain budget."""
+    return Arm(name, config).train_process(s.prof, s.budget)
 
 
 def epd_arm(**config) -> Arm:
@@ -159,7 +174,7 @@ def train_arms(arms: Dict[str, Arm], s: SimpleNamespace, progress: bool = False)
     """{arm: [TrainResult per seed]}; identical training configs share one cached model."""
     out = {}
     for name, arm in arms.items():
-        proc = arm.train_process(s.prof)
+        proc = arm.train_process(s.prof, s.budget)
         out[name] = [study.train_model(proc, s.ds, s.prof, seed, device=s.dev, progress=progress)
                      for seed in s.seeds]
     return out
@@ -174,7 +189,7 @@ def _samples_path(result, proc, weights: str, n: int, seed: int, shape) -> "expe
 def sample_arm(arm: Arm, result, s: SimpleNamespace, seed: int, n: Optional[int] = None) -> torch.Tensor:
     """n samples of one trained model (cached on disk); data-dependent priors get seeded training images."""
     n = n or s.prof.n_eval
-    proc = arm.sample_process(s.prof)
+    proc = arm.sample_process(s.prof, s.budget)
     proc.fit_prior(s.x)
     w = arm.weights or s.weights
     path = _samples_path(result, proc, w, n, seed, s.x.shape[1:])
@@ -372,14 +387,14 @@ def quirk_claims(rows: List[dict], arms: Dict[str, Arm], df: pd.DataFrame, s: Si
 
 def forward_rows(s: SimpleNamespace, x0: torch.Tensor, fractions: Sequence[float]) -> Dict[str, list]:
     """x_t of one image at t = f·(steps-1) for DDPM, EPD, IHDM and BNDM (same seed everywhere)."""
-    return {n: study.forward_states(study.process_for_profile(n, s.prof), x0, fractions)
+    return {n: study.forward_states(make(s, n), x0, fractions)
             for n in ("ddpm", EPD, "ihdm", "bndm")}
 
 
 def epd_maps(s: SimpleNamespace, x0: torch.Tensor, ts: Sequence[int], seed: int = 0) -> Dict[str, list]:
     """Per t: the edge map G(x0), σ_t(x0)/√(1-ᾱ_t) (noise std relative to DDPM), the scaled-noise target σ_t⊙ε
     and the DDPM unit-ε target √(1-ᾱ_t)ε, all mapped to [-1, 1] for display."""
-    p = study.process_for_profile(EPD, s.prof)
+    p = make(s, EPD)
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
     G = p.edge_map(x0)[0].float()
     rows = {"x0": [x0[0]] * len(ts), "G(x0)": [G * 2 - 1] * len(ts)}
@@ -393,7 +408,7 @@ def epd_maps(s: SimpleNamespace, x0: torch.Tensor, ts: Sequence[int], seed: int 
 
 def noise_std_profile(s: SimpleNamespace, x0: torch.Tensor) -> pd.DataFrame:
     """Mean σ_t/σ_DDPM on edge pixels (G > 0.1) and flat pixels (G < 0.01) per t, and τ_t, λ_t."""
-    p = study.process_for_profile(EPD, s.prof)
+    p = make(s, EPD)
     G = p.edge_map(x0)
     rows = []
     for t in range(0, p.num_steps, max(1, p.num_steps // 50)):
@@ -405,7 +420,7 @@ def noise_std_profile(s: SimpleNamespace, x0: torch.Tensor) -> pd.DataFrame:
 
 def x0_trajectory(arm: Arm, result, s: SimpleNamespace, n: int, seed: int, every: int):
     """Reverse process of n images: (ts, x̂0 per recorded t [n,C,H,W], final sample)."""
-    proc = arm.sample_process(s.prof)
+    proc = arm.sample_process(s.prof, s.budget)
     net = (result.ema if (arm.weights or s.weights) == "ema" else result.net).to(s.dev).eval()
     gen = rng_lib.stacked(seed, list(range(n)), device=s.dev)
     rec = {}
@@ -506,7 +521,7 @@ def cost_row(name: str, s: SimpleNamespace, batch: int, repeats: int, sample_ste
     (CUDA peak on GPU; 'n/a on CPU')."""
     from lib.unet import UNet
     dev = torch.device(s.dev)
-    proc = study.process_for_profile(name, s.prof)
+    proc = make(s, name)
     proc.fit_prior(s.x)
     torch.manual_seed(0)
     net = UNet(s.prof.unet(s.x.shape[1], proc.out_channels(s.x.shape[1]))).to(dev)
@@ -609,7 +624,7 @@ def fd_bar_figure(df: pd.DataFrame, col: Optional[str] = None, title: str = ""):
 
 def arm_configs(arms: Dict[str, Arm], s: SimpleNamespace) -> dict:
     return {n: {"process": a.process, "train_config": a.config, "sample_config": a.sample_config,
-                "weights": a.weights or s.weights, "full_config": a.sample_process(s.prof).config_dict()} for n, a in arms.items()}
+                "weights": a.weights or s.weights, "full_config": a.sample_process(s.prof, s.budget).config_dict()} for n, a in arms.items()}
 
 
 def save_all(s: SimpleNamespace, df: pd.DataFrame, extra: dict, claim_list: List[dict], timings: dict) -> None:
@@ -631,7 +646,7 @@ def plots_strip(rows: Dict[str, list], labels: Sequence[str], title: str = ""):
 
 def mask_times(s: SimpleNamespace) -> List[int]:
     """t at which the EPD noise masks are shown: through the edge-preserving phase to the first isotropic index."""
-    T = study.process_for_profile(EPD, s.prof).num_steps
+    T = make(s, EPD).num_steps
     return [0, T // 10, T // 4, 2 * T // 5, T // 2 - 1, T // 2]
 
 
@@ -639,7 +654,7 @@ def trajectories(arms: Dict[str, Arm], trained: Dict[str, list], s: SimpleNamesp
     """{arm: [(ts, x̂0 list, final) per seed]}, x̂0 recorded at ~40 evenly spaced t."""
     out = {}
     for name, arm in arms.items():
-        every = max(1, arm.sample_process(s.prof).num_steps // 40)
+        every = max(1, arm.sample_process(s.prof, s.budget).num_steps // 40)
         out[name] = [x0_trajectory(arm, r, s, n, seed, every) for r, seed in zip(trained[name], s.seeds)]
     return out
 
@@ -647,7 +662,7 @@ def trajectories(arms: Dict[str, Arm], trained: Dict[str, list], s: SimpleNamesp
 def trajectory_frame(trajs: Dict[str, list], s: SimpleNamespace) -> pd.DataFrame:
     frames = []
     for name, per_seed in trajs.items():
-        T = study.process_for_profile(name, s.prof).num_steps
+        T = make(s, name).num_steps
         for (ts, x0s, final), seed in zip(per_seed, s.seeds):
             frames.append(trajectory_table(name, ts, x0s, final, T).assign(seed=seed))
     return pd.concat(frames, ignore_index=True)

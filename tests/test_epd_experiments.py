@@ -99,7 +99,7 @@ def test_results_profile_tag():
 
 
 def test_cost_table_smoke(tmp_path, monkeypatch):
-    s = SimpleNamespace(prof=get_profile("smoke"), dev="cpu", x=torch.rand(8, 1, 16, 16) * 2 - 1,
+    s = SimpleNamespace(prof=get_profile("smoke"), dev="cpu", x=torch.rand(8, 1, 16, 16) * 2 - 1, budget={},
                         ctx=_ctx().ctx)
     df = E.cost_table(["ddpm", E.EPD], s, batch=4, repeats=1, sample_steps=2)
     assert set(df["process"]) == {"ddpm", E.EPD}
@@ -107,3 +107,13 @@ def test_cost_table_smoke(tmp_path, monkeypatch):
     assert (df["memory_note"] == "n/a on CPU").all()
     cl = E.cost_claims(df, s)
     assert [c["id"] for c in cl] == ["EPD-13", "EPD-14"] and all(c["tolerance"] == 0.05 for c in cl)
+
+
+def test_chain_budget_applies_to_every_family(tmp_path, monkeypatch):
+    from lib import experiment
+    monkeypatch.setattr(experiment, "RESULTS_DIR", tmp_path)
+    s = E.setup("test_epd_budget", "quick", T=40, n_eval=8, train_steps=5, lite_unet=True)
+    assert s.prof.T == 40 and s.prof.unet_channels == 16 and s.prof.n_eval == 8
+    assert E.make(s, E.EPD).num_steps == 40 and E.make(s, "ihdm").num_steps == 40
+    assert E.make(s, "ddpm").alpha_bar[-1] < 0.02   # the T=200 profile chain would end at 0.13
+    assert len(E.make(s, "bndm").sampling_timesteps()) == 40
