@@ -369,7 +369,7 @@ def trajectory_figure(curves: Dict[str, Dict[str, np.ndarray]], title: str):
             ax.plot(np.arange(T, -1, -1), e, marker=".", label=a)
         ax.invert_xaxis()
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel("severity s (sampling runs right to left... T -> 0)")
+        ax.set_xlabel("severity s (sampling runs left to right: T to 0)")
         ax.set_ylabel("RMSE(x_s, D(x0, s))")
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
