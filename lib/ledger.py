@@ -515,7 +515,7 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-
  max-width:1400px;padding:1rem 1.5rem;color:#222;line-height:1.4}
 h1{margin:.2rem 0}h2{border-bottom:2px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
 .meta{color:#666;font-size:.9rem}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:1rem}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:1rem}
 .card{border:1px solid #ccc;border-radius:6px;padding:.7rem .9rem;background:#fff}
 .card.failed{border-color:#c0392b;background:#fdf2f1}
 .card h3{margin:0 0 .3rem 0;font-size:1.05rem;word-break:break-all}
@@ -535,7 +535,7 @@ table.ledger tr.unmeasured td{color:#777}
 table.ledger td.id,table.ledger td.verdict{white-space:nowrap}
 table.ledger td.claim{min-width:16rem}table.ledger td.paper_number{min-width:10rem}
 table.ledger td.detail{min-width:12rem;font-size:.78rem;color:#555}
-.headline table{font-size:.78rem}
+.headline table{font-size:.76rem}.headline th,.headline td{padding:.12rem .28rem}
 dl.prov{display:grid;grid-template-columns:max-content 1fr;gap:0 .6rem;font-size:.82rem;margin:.3rem 0}
 dl.prov dt{color:#666}dl.prov dd{margin:0;word-break:break-all}
 .headline{overflow-x:auto}
