@@ -25,10 +25,19 @@ RESULTS_DIR = Path(os.environ.get("DIFFUSION_RESULTS_DIR", REPO_ROOT / "results"
 RUNS_DIR = Path(os.environ.get("DIFFUSION_RUNS_DIR", REPO_ROOT / "cache" / "runs"))
 
 
-def code_hash() -> str:
-    """Hash of the library code: checkpoints are reused only by runs of the same code."""
+# The modules that define what a trained model is (process maths, network, training loop, randomness):
+# trained models are keyed by these only, so adding a notebook helper elsewhere in lib/ does not retrain.
+MODEL_CODE = ("lib/processes", "lib/unet.py", "lib/train.py", "lib/schedules.py", "lib/rng.py",
+              "lib/bluenoise.py", "lib/degradations.py")
+
+
+def code_hash(parts=None) -> str:
+    """Hash of the library code (all of lib/, or only ``parts``, paths relative to the repo root)."""
     h = hashlib.sha256()
-    for f in sorted((REPO_ROOT / "lib").rglob("*.py")):
+    files = sorted((REPO_ROOT / "lib").rglob("*.py")) if parts is None else sorted(
+        f for part in parts for f in ((REPO_ROOT / part).rglob("*.py") if (REPO_ROOT / part).is_dir()
+                                      else [REPO_ROOT / part]))
+    for f in files:
         h.update(f.relative_to(REPO_ROOT).as_posix().encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:12]

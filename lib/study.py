@@ -54,16 +54,16 @@ def train_config(name: str, profile: Profile, seed: int, **overrides) -> TrainCo
 
 
 def model_key(process: DiffusionProcess, net_config: dict, train_cfg: TrainConfig, images: torch.Tensor) -> str:
-    """Content key of a trained model: process, network and training configs, the data and the lib code."""
+    """Content key of a trained model: process, network and training configs, the data and the model code."""
     import hashlib
     import json
-    from lib.experiment import code_hash
+    from lib.experiment import MODEL_CODE, code_hash
     h = hashlib.sha256()
     h.update(json.dumps([process.config_dict(), net_config, dataclasses.asdict(train_cfg)], sort_keys=True,
                         default=str).encode())
     h.update(str(tuple(images.shape)).encode())
     h.update(images.contiguous().cpu().numpy().tobytes())
-    h.update(code_hash().encode())
+    h.update(code_hash(MODEL_CODE).encode())
     return f"{process.name}-{h.hexdigest()[:16]}"
 
 
