@@ -20,7 +20,8 @@ sub-claim) give one ledger row each; a claim no notebook has measured yet gets o
 function the notebook calls; else the planned name in CLAIMS).
 
 Optional metrics.json keys read by the index:
-  "key_figure": "samples.png"            the figure shown on the index (default: the first PNG written)
+  "key_figure": "samples.png"            the figure shown on the index (default: the first PNG written that is
+                                         not a loss curve)
   "headline": {"FD_mnistclf (EPD)": 12.3, ...}   a few numbers shown on the index (default: table.md's first rows)
 
 Only the largest-scale profile of a notebook that has claims enters the ledger (paper > gpu > quick > smoke),
@@ -249,7 +250,8 @@ def _read_json(path: Path) -> Optional[Dict[str, Any]]:
 
 
 def _figures(d: Path, declared: Optional[str]) -> List[str]:
-    pngs = sorted(d.glob("*.png"), key=lambda p: (p.stat().st_mtime, p.name))
+    # the first figure written, loss curves last (a training-loss plot is rarely the figure a reader wants first)
+    pngs = sorted(d.glob("*.png"), key=lambda p: ("loss" in p.stem.lower(), p.stat().st_mtime, p.name))
     names = [p.name for p in pngs if not p.name.startswith(".")]
     if declared and declared in names:
         names.remove(declared)
@@ -325,36 +327,45 @@ def _num(x: Any) -> str:
     return str(x)
 
 
-def _summary_text(s: Dict[str, Any]) -> str:
-    mean, std, n = s.get("mean"), s.get("std"), s.get("n")
-    if mean is None and s.get("values"):
-        vals = [float(v) for v in s["values"]]
-        mean, n = sum(vals) / len(vals), len(vals)
-    text = _num(mean) + (f" ± {_num(std)}" if std is not None else "")
-    return text + (f" (n={n})" if n is not None else "")
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def format_ours(ours: Any) -> str:
-    """Our measurement as "mean ± sd (n)": one summary, arms {name: summary}, a number or a list of numbers."""
-    if ours is None:
+def _mean_sd(vals: Sequence[float]) -> str:
+    mean = sum(vals) / len(vals)
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else None
+    return _num(mean) + (f" ± {_num(std)}" if std is not None else "") + f" (n={len(vals)})"
+
+
+def _format(x: Any) -> str:
+    if x is None:
         return "—"
-    if isinstance(ours, dict):
-        if "mean" in ours or "values" in ours:
-            return _summary_text(ours)
-        parts = []
-        for k, v in ours.items():
-            if k in ("metric",):
-                continue
-            parts.append(f"{k}: {_summary_text(v) if isinstance(v, dict) else format_ours(v)}")
-        return "; ".join(parts) or "—"
-    if isinstance(ours, (list, tuple)):
-        vals = [float(v) for v in ours]
-        if not vals:
-            return "—"
-        mean = sum(vals) / len(vals)
-        std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else None
-        return _summary_text({"mean": mean, "std": std, "n": len(vals)})
-    return _num(ours)
+    if _is_number(x) or isinstance(x, str):
+        return _num(x)
+    if isinstance(x, (list, tuple)):
+        if x and all(_is_number(v) for v in x):
+            return _mean_sd([float(v) for v in x])
+        return "[" + ", ".join(_format(v) for v in x) + "]"
+    if isinstance(x, dict):
+        if _is_number(x.get("mean")):  # a lib/claims.py summary {values, mean, std, n}
+            return (_num(x["mean"]) + (f" ± {_num(x['std'])}" if _is_number(x.get("std")) else "")
+                    + (f" (n={x['n']})" if x.get("n") is not None else ""))
+        vals = x.get("values")
+        if isinstance(vals, (list, tuple)) and vals and all(_is_number(v) for v in vals):
+            return _mean_sd([float(v) for v in vals])
+        parts = [f"{k}: {_format(v)}" for k, v in x.items() if k not in ("metric", "n")]
+        return "; ".join(parts) + (f" (n={x['n']})" if x.get("n") is not None else "")
+    return str(x)
+
+
+def format_ours(ours: Any, limit: int = 400) -> str:
+    """Our measurement as "mean ± sd (n=…)": a lib/claims.py summary, arms {name: summary}, a proxy dict, a number
+    or a list of numbers; anything else is shown as it is (cut at ``limit`` characters), never an error."""
+    try:
+        text = _format(ours)
+    except Exception:  # noqa: BLE001 - a malformed entry must not stop the index
+        text = json.dumps(ours, default=str)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _paper_number(entry: Dict[str, Any], claim: Optional[Claim]) -> str:
@@ -380,7 +391,9 @@ def _dataset(entry: Dict[str, Any], result: NotebookResult) -> str:
         ds = ds.get("name")
     if ds is None:
         return "—"
-    return f"{ds} {res}²" if res else str(ds)
+    if not res:
+        return str(ds)
+    return f"{ds} {res}²" if _is_number(res) or str(res).isdigit() else f"{ds} {res}"
 
 
 @dataclass
@@ -445,9 +458,15 @@ def _claim_text(c: Optional[Claim], e: Dict[str, Any]) -> str:
     own = str(e.get("claim") or "").strip()
     if c is None:
         return own
-    if own and str(e.get("id")) != c.id and own.rstrip(".") != c.text.rstrip("."):
+    if own and str(e.get("id")) != c.id and not _same_text(own, c.text):
         return f"{c.text} — this row: {own}"
     return c.text
+
+
+def _same_text(a: str, b: str) -> bool:
+    import difflib
+    norm = [re.sub(r"[^a-z0-9%<>=]+", " ", t.lower().replace("–", "-")).strip() for t in (a, b)]
+    return norm[0] in norm[1] or difflib.SequenceMatcher(None, *norm).ratio() > 0.8
 
 
 def _row(c: Optional[Claim], r: NotebookResult, e: Dict[str, Any], results_dir: Path) -> LedgerRow:
@@ -535,6 +554,9 @@ table.ledger tr.unmeasured td{color:#777}
 table.ledger td.id,table.ledger td.verdict{white-space:nowrap}
 table.ledger td.claim{min-width:16rem}table.ledger td.paper_number{min-width:10rem}
 table.ledger td.detail{min-width:12rem;font-size:.78rem;color:#555}
+table.ledger td.notebook,table.ledger td.dataset{overflow-wrap:anywhere;max-width:10rem}
+table.ledger td.metric{min-width:6rem;max-width:10rem}
+table.ledger td.profile{font-size:.78rem;max-width:11rem}.ledger-wrap{overflow-x:auto}
 .headline table{font-size:.76rem}.headline th,.headline td{padding:.12rem .28rem}
 dl.prov{display:grid;grid-template-columns:max-content 1fr;gap:0 .6rem;font-size:.82rem;margin:.3rem 0}
 dl.prov dt{color:#666}dl.prov dd{margin:0;word-break:break-all}
@@ -595,10 +617,9 @@ def _is_num(c: str) -> bool:
         return False
 
 
-def _id_label(entry: Dict[str, Any]) -> str:
-    own = str(entry.get("id"))
-    cid = canonical_id(own, entry.get("paper"))
-    return own if cid == own else f"{cid} ({own})"
+def _id_sort_key(cid: str) -> tuple:
+    m = ID_PATTERN.fullmatch(cid)
+    return (0, m.group(1), int(m.group(2))) if m else (1, cid, 0)
 
 
 def _card(r: NotebookResult, results_dir: Path) -> str:
@@ -618,15 +639,23 @@ def _card(r: NotebookResult, results_dir: Path) -> str:
             parts.append(f"<div class='meta'>other figures: {others}</div>")
     parts.append(_table_html(headline_rows(r)))
     commit = str(r.provenance("commit") or "—")
-    prov = [("profile", r.profile), ("scale", r.provenance("scale") or "—"),
+    scale = r.provenance("scale") or next((c.get("scale") for c in r.claims if c.get("scale")), None)
+    prov = [("profile", r.profile), ("scale", scale or "—"),
             ("device", r.provenance("device") or "—"),
             ("commit", commit[:12] + ("-dirty" if "dirty" in commit else "")),
             ("date", r.provenance("date") or r.run.get("started") or "—"),
             ("run", f"{status}" + (f", {r.run['seconds']} s" if r.run.get("seconds") is not None else "")
              + (f", started {r.run['started']}" if r.run.get("started") else ""))]
+    items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in prov)
     if r.claims:
-        prov.append(("claims", ", ".join(f"{_id_label(c)}: {c.get('verdict')}" for c in r.claims)))
-    parts.append("<dl class='prov'>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in prov) + "</dl>")
+        ids = sorted({canonical_id(c.get("id"), c.get("paper")) for c in r.claims}, key=_id_sort_key)
+        counts: Dict[str, int] = {}
+        for c in r.claims:
+            counts[str(c.get("verdict"))] = counts.get(str(c.get("verdict")), 0) + 1
+        items += (f"<dt>claims</dt><dd>{_e(', '.join(ids))} ({len(r.claims)} entries): "
+                  + " ".join(f"{_badge(k)} {v}" for k, v in sorted(counts.items()))
+                  + ' — <a href="#claims">ledger</a></dd>')
+    parts.append(f"<dl class='prov'>{items}</dl>")
     if not r.has_report:
         parts.append("<div class='meta'>no report.html</div>")
     parts.append("</div>")
@@ -641,7 +670,7 @@ def _ledger_html(rows: Sequence[LedgerRow]) -> str:
                or (paper == "?" and r.id not in CLAIMS_BY_ID)]
         if not sub:
             continue
-        out.append(f"<h3>{_e(title)}</h3><table class='ledger'><tr>{head}</tr>")
+        out.append(f"<h3>{_e(title)}</h3><div class='ledger-wrap'><table class='ledger'><tr>{head}</tr>")
         for r in sub:
             cells = []
             for k, _ in LEDGER_COLUMNS:
@@ -655,7 +684,7 @@ def _ledger_html(rows: Sequence[LedgerRow]) -> str:
                 cells.append(f'<td class="{k}">{cell}</td>')
             cls = " class='unmeasured'" if r.verdict == NOT_MEASURED else ""
             out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
-        out.append("</table>")
+        out.append("</table></div>")
     return "\n".join(out)
 
 

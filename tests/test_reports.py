@@ -233,3 +233,12 @@ def test_variant_folder_counts_as_its_profile_and_links_its_report(tree):
     (card,) = [r for r in out["results"] if r.profile == "quick_afhq_cat"]
     assert card.status == "ok" and card.has_report
     assert not ledger.local_links(out["index"])["missing"]
+
+
+def test_format_ours_never_fails_on_odd_shapes():
+    assert ledger.format_ours({"values": [1.0, 2.0, 3.0], "mean": 2.0, "std": 1.0, "n": 3}) == "2 ± 1 (n=3)"
+    assert ledger.format_ours([1.0, 3.0]) == "2 ± 1.414 (n=2)"
+    odd = {"metric": "SWD", "values": {"ddpm": [0.3], "epd": [0.2]}, "n": 1, "frac": {"real": 1.0}}
+    assert ledger.format_ours(odd) == "values: ddpm: 0.3 (n=1); epd: 0.2 (n=1); frac: real: 1 (n=1)"
+    assert ledger.format_ours({"value": "ddpm", "x": [None, "a"]}) == "value: ddpm; x: [—, a]"
+    assert ledger.format_ours(None) == "—" and len(ledger.format_ours(list(range(3)) + ["x"] * 500)) <= 400
