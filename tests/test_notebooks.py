@@ -26,7 +26,9 @@ def run_runner(*args, env_extra=None):
 def smoke_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
     runs = tmp_path_factory.mktemp("runs")
-    proc = run_runner("--profile", "smoke", "--results", str(out), env_extra={"DIFFUSION_RUNS_DIR": str(runs)})
+    # Two notebooks at a time, one torch thread each: faster than one at a time with two threads on 2 cores.
+    proc = run_runner("--profile", "smoke", "--results", str(out), "--jobs", "2",
+                      env_extra={"DIFFUSION_RUNS_DIR": str(runs), "OMP_NUM_THREADS": "1"})
     return out, proc
 
 
