@@ -146,3 +146,9 @@ def noise_ratio(process, x0: torch.Tensor, t: int) -> torch.Tensor:
     """EPD's σ_t(x0)/√(1-ᾱ_t) per pixel, in [0, 1] (1 = isotropic DDPM noise)."""
     import numpy as np
     return (process.noise_scale(x0, t) / np.sqrt(1.0 - process.alpha_bar[t])).float()
+
+
+def random_subset(images: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """A seeded draw of ``n`` distinct images (reference sets, grids; the embedded digits are stored by class)."""
+    g = torch.Generator().manual_seed(seed)
+    return images[torch.randperm(images.shape[0], generator=g)[:n]]
