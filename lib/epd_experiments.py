@@ -597,10 +597,10 @@ def cost_claims(df: pd.DataFrame, s: SimpleNamespace, tol_train: float = 0.05, t
 # Figures and records
 
 def grid_figure(samples: Dict[str, list], s: SimpleNamespace, title: str = ""):
-    """Real images beside the first seed's samples of each arm."""
+    """Real images (a seeded random subset) beside the first seed's samples of each arm."""
     from lib import plots
     n = s.prof.n_show
-    return plots.image_grid_figure({"real": s.x[:n], **{k: v[0][:n] for k, v in samples.items()}}, title=title)
+    return plots.image_grid_figure({"real": s.real[:n], **{k: v[0][:n] for k, v in samples.items()}}, title=title)
 
 
 def loss_figure(trained: Dict[str, list]):
