@@ -24,6 +24,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from lib.schedules import matched_betas  # noqa: F401  (re-exported: notebooks import it from here)
 from lib import data as data_lib
 from lib import io
 from lib.profiles import Profile, get_profile
@@ -48,13 +49,6 @@ def budget_profile(name: str, train_steps: int = 0, T: int = 0, n_eval: int = 0,
         desc = ", ".join(f"{k}={v}" for k, v in over.items())
         prof = dataclasses.replace(prof, note=f"{prof.note} | this notebook: {desc}")
     return prof
-
-
-def matched_betas(T: int, ref_T: int = PAPER_T, beta_min: float = 1e-4, beta_max: float = 2e-2) -> dict:
-    """β range scaled by ref_T/T so that ᾱ_{T-1} ≈ the T=500 value (6.4e-3): with the unscaled range a short
-    chain ends far from noise (T=200: ᾱ_{T-1} = 0.13, √ᾱ = 0.36 of the image left at the 'prior')."""
-    s = ref_T / T
-    return {"beta_min": beta_min * s, "beta_max": beta_max * s}
 
 
 def budget_overrides(name: str, profile: Profile, resolution: int, match_prior: bool = True) -> dict:

@@ -20,6 +20,16 @@ def linear_beta_schedule(T: int, beta_min: float = 1e-4, beta_max: float = 2e-2)
     return np.linspace(beta_min, beta_max, T, dtype=np.float64)
 
 
+def matched_betas(T: int, ref_T: int = 500, beta_min: float = 1e-4, beta_max: float = 2e-2) -> dict:
+    """β range scaled by ref_T/T so a shorter chain still ends near noise (ᾱ_{T-1} ≈ the T=500 value 6.4e-3).
+
+    With the paper's unscaled range a short chain ends far from noise (T=200: ᾱ_{T-1} = 0.13, so √ᾱ = 0.36 of
+    the image is left at the N(0, I) 'prior').  Used by the reduced profiles only; the paper profile keeps the
+    paper's β range."""
+    s = ref_T / T
+    return {"beta_min": beta_min * s, "beta_max": beta_max * s}
+
+
 def alpha_bar(betas: np.ndarray) -> np.ndarray:
     """ᾱ_t = Π_{i<=t} (1 - β_i); index 0 is already one noising step (epd_spec.md §0)."""
     return np.cumprod(1.0 - np.asarray(betas, dtype=np.float64))

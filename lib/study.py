@@ -12,6 +12,7 @@ from typing import Dict, Optional, Sequence
 import torch
 
 from lib import rng as rng_lib
+from lib import schedules
 from lib.processes import PROCESSES, DiffusionProcess, make_process
 from lib.profiles import Profile
 from lib.sampling import generate
@@ -34,13 +35,16 @@ def family(name: str) -> str:
 
 
 def process_for_profile(name: str, profile: Profile, **overrides) -> DiffusionProcess:
-    """A registered process with the profile's number of steps where the process has a DDPM-like T."""
+    """A registered process with the profile's number of steps where the process has a DDPM-like T (and, for a
+    reduced T, the β range scaled so the chain still ends near noise)."""
     fields = {f.name for f in dataclasses.fields(PROCESSES[name].config_cls)}
     base = {}
     if profile.name == "smoke":
         base.update(PROCESSES[name].small_overrides)
     elif "T" in fields and name in ("ddpm", "edge_preserving") and profile.name != "paper":
         base["T"] = profile.T
+        if profile.T != 500:  # keep the chain ending near noise (schedules.matched_betas)
+            base.update(schedules.matched_betas(profile.T))
     return make_process(name, **{**base, **overrides})
 
 
