@@ -11,7 +11,7 @@ and never presented as the paper's.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Tuple
 
 from lib.unet import UNetConfig

@@ -41,12 +41,6 @@ def process_from_dict(d: dict) -> DiffusionProcess:
 
 
 # Importing the process modules registers them.
-from lib.processes import ddpm, edge_preserving  # noqa: E402,F401
-import importlib as _importlib  # noqa: E402
-import pathlib as _pathlib  # noqa: E402
-
-for _mod in ("ihdm", "bndm", "cold"):  # added by the process-families issue
-    if (_pathlib.Path(__file__).parent / f"{_mod}.py").exists():
-        _importlib.import_module(f"lib.processes.{_mod}")
+from lib.processes import bndm, cold, ddpm, edge_preserving, ihdm  # noqa: E402,F401
 
 __all__ = ["DiffusionProcess", "StepOutput", "PROCESSES", "register", "make_process", "process_from_dict"]

@@ -128,6 +128,12 @@ class DiffusionProcess:
         """Training time indices [B], uniform over the training range by default."""
         return rng_lib.randint(0, self.num_steps, (batch,), generator, device)
 
+    def training_time(self, x0: torch.Tensor, t, generator) -> torch.Tensor:
+        """The loss's time indices: ``t`` as a [B] long tensor, drawn with ``sample_t`` when it is None."""
+        if t is None:
+            t = self.sample_t(x0.shape[0], generator, x0.device)
+        return as_time_tensor(t, x0.shape[0], x0.device)
+
     def q_sample(self, x0: torch.Tensor, t, noise: Optional[torch.Tensor] = None, generator=None) -> torch.Tensor:
         """Draw (or, for deterministic degradations, compute) x_t given the [-1, 1] image x0.
 

@@ -228,10 +228,8 @@ class BNDM(DiffusionProcess):
 
     def loss(self, net, x0, t=None, noise=None, generator=None):
         """Σ‖d1 - d1*‖² + (Δγ/Δα) Σ‖d2 - d2*‖² per sample (6 channels), or Σ‖d - d*‖² (3 channels)."""
-        B, C = x0.shape[:2]
-        if t is None:
-            t = self.sample_t(B, generator, x0.device)
-        t = as_time_tensor(t, B, x0.device)
+        C = x0.shape[1]
+        t = self.training_time(x0, t, generator)
         self._check_t(t, low=1)
         w = rng_lib.randn_like(x0, generator) if noise is None else noise
         x_t, d1_star, d2_star, weight = self.targets(x0, t, w)

@@ -34,7 +34,6 @@ Every quirk of §7 that changes numbers is a config field; defaults follow the s
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar, Optional
 
@@ -323,9 +322,7 @@ class ColdProcess(DiffusionProcess):
 
     def loss(self, net, x0, t=None, noise=None, generator=None):
         """mean |R(D(x0, s), s) - x0| over C·H·W per sample [B] (§1, U14); the batch mean is the code's loss."""
-        if t is None:
-            t = self.sample_t(x0.shape[0], generator, x0.device)
-        s = as_time_tensor(t, x0.shape[0], x0.device)
+        s = self.training_time(x0, t, generator)
         err = net(self.q_sample(x0, s, noise, generator), self.net_time(s)) - x0
         return mean_per_sample(err.abs() if self.config.loss_type == "l1" else err ** 2)
 

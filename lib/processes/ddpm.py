@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import torch
 
 from lib import rng as rng_lib
 from lib import schedules
@@ -75,9 +74,7 @@ class DDPM(DiffusionProcess):
 
     def loss(self, net, x0, t=None, noise=None, generator=None):
         """‖ε - ε_θ(x_t, t)‖² per sample, summed (EPD repo) or averaged over C·H·W."""
-        if t is None:
-            t = self.sample_t(x0.shape[0], generator, x0.device)
-        t = as_time_tensor(t, x0.shape[0], x0.device)
+        t = self.training_time(x0, t, generator)
         if noise is None:
             noise = rng_lib.randn_like(x0, generator)
         x_t = self.q_sample(x0, t, noise)

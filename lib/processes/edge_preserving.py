@@ -177,9 +177,7 @@ class EdgePreserving(DDPM):
 
     def loss(self, net, x0, t=None, noise=None, generator=None):
         """‖f_θ(x_t, t) - σ_t ⊙ ε‖² summed over C·H·W (Eq. 15, code); 'unit_eps' regresses ε (τ ≡ 1 only)."""
-        if t is None:
-            t = self.sample_t(x0.shape[0], generator, x0.device)
-        t = as_time_tensor(t, x0.shape[0], x0.device)
+        t = self.training_time(x0, t, generator)
         if noise is None:
             noise = rng_lib.randn_like(x0, generator)
         scaled = self.noise_scale(x0, t).to(x0.dtype) * noise

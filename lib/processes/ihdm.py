@@ -186,10 +186,7 @@ class IHDM(DiffusionProcess):
 
     def loss(self, net, x0, t=None, noise=None, generator=None):
         """Σ_{C,H,W} (A_{k-1}x - u_k - f_θ(u_k, k))² per sample (§2.3)."""
-        B = x0.shape[0]
-        if t is None:
-            t = self.sample_t(B, generator, x0.device)
-        t = as_time_tensor(t, B, x0.device)
+        t = self.training_time(x0, t, generator)
         if (t < 1).any():
             raise ValueError(f"IHDM training levels start at 1, got {t.tolist()}")
         x = self.from_image(x0)
