@@ -46,6 +46,18 @@ def load_params(nb_dir: Path, profile: str, stem: str) -> dict:
     return {**(table.get("all") or {}), **(table.get(stem) or {}), "profile": profile}
 
 
+def parse_param_overrides(items) -> dict:
+    """['seeds=[0, 1]', 'tag=afhq_cat'] -> {'seeds': [0, 1], 'tag': 'afhq_cat'} (values parsed as YAML)."""
+    import yaml
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise ValueError(f"--param expects NAME=VALUE (e.g. -p seeds=[0,1]), got {item!r}")
+        out[name.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
 def input_hash(nb: Path, params: dict) -> str:
     h = hashlib.sha256()
     h.update(nb.read_bytes())
@@ -75,7 +87,8 @@ def run_one(nb: Path, out_root: Path, profile: str, extra: dict, force: bool, ti
     import papermill as pm
     stem = nb.stem
     params = {**load_params(nb.parent, profile, stem), **extra}
-    out_dir = out_root / stem / profile
+    tag = str(params.get("tag") or "")
+    out_dir = out_root / stem / (f"{profile}_{tag}" if tag else profile)  # lib.epd_experiments.results_profile
     status_file = out_dir / "run.json"
     key = input_hash(nb, params)
     if not force and status_file.exists():
@@ -116,7 +129,8 @@ def report(rec: dict, args) -> int:
     if rec.get("skipped"):
         print(f"    unchanged since its last successful run: skipped (use --force to re-run)", flush=True)
     elif rec["status"] == "ok":
-        out = Path(args.results) / rec["notebook"] / args.profile / "report.html"
+        tag = str(rec["parameters"].get("tag") or "")
+        out = Path(args.results) / rec["notebook"] / (f"{args.profile}_{tag}" if tag else args.profile) / "report.html"
         print(f"    ok in {rec['seconds']} s -> {out}", flush=True)
     else:
         print(f"    FAILED after {rec['seconds']} s at {rec['error']}", flush=True)
@@ -135,6 +149,9 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default=str(ROOT / "results"), help="results folder")
     ap.add_argument("--jobs", type=int, default=1,
                     help="notebooks run in this many parallel processes (default 1; each kernel uses its own threads)")
+    ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="override one notebook parameter (VALUE is read as YAML: 3, [0, 1], true, text); "
+                         "repeatable. A 'tag' parameter writes to results/<nb>/<profile>_<tag>/")
     args = ap.parse_args(argv)
 
     nbs = notebook_list(Path(args.notebooks), args.only)
@@ -142,6 +159,11 @@ def main(argv=None) -> int:
         print(f"no notebooks match in {args.notebooks}", file=sys.stderr)
         return 1
     extra = {"data_root": args.data_root} if args.data_root else {}
+    try:
+        extra.update(parse_param_overrides(args.param))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     os.environ["DIFFUSION_RESULTS_DIR"] = str(Path(args.results).resolve())  # the kernels inherit it
     failures = 0
     run_args = (Path(args.results), args.profile, extra, args.force, args.timeout)
