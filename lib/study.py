@@ -122,6 +122,9 @@ def registered_families() -> Dict[str, str]:
     return reps
 
 
+NATURAL_IMAGE_SETS = ("afhq_cat", "celeba", "lsun_church")
+
+
 def extractor_for(dataset: str, data_root: Optional[str] = None):
     """The feature extractor a table uses: Inception when its weights are present (the only column comparable
     with the papers), else the project's own classifier for the dataset (evaluation.md), else None (SWD only)."""
@@ -131,6 +134,10 @@ def extractor_for(dataset: str, data_root: Optional[str] = None):
     if dataset == "mnist":
         return metrics.get_extractor("mnistclf")
     if dataset == "cifar10" and data_root:
+        return metrics.get_extractor("cifarclf", data_root=data_root)
+    if dataset in NATURAL_IMAGE_SETS and data_root and (Path(data_root) / "cifar10").is_dir():
+        # Stand-in backbone for other natural-image sets (AFHQ-Cat, CelebA, LSUN): the CIFAR-10 classifier's
+        # features, trained from <data_root>/cifar10. The column is named FD_cifarclf, so it is never read as FID.
         return metrics.get_extractor("cifarclf", data_root=data_root)
     return None
 

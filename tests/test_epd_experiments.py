@@ -117,3 +117,16 @@ def test_chain_budget_applies_to_every_family(tmp_path, monkeypatch):
     assert E.make(s, E.EPD).num_steps == 40 and E.make(s, "ihdm").num_steps == 40
     assert E.make(s, "ddpm").alpha_bar[-1] < 0.02   # the T=200 profile chain would end at 0.13
     assert len(E.make(s, "bndm").sampling_timesteps()) == 40
+
+
+def test_extractor_for_natural_images_uses_cifar_classifier_only_when_cifar_is_there(tmp_path, monkeypatch):
+    from lib import metrics, study
+    monkeypatch.setattr(metrics, "inception_available", lambda: False)
+    calls = []
+    monkeypatch.setattr(metrics, "get_extractor", lambda name, **kw: calls.append((name, kw)) or name)
+    assert study.extractor_for("afhq_cat", str(tmp_path)) is None          # no cifar10/ beside it: SWD only
+    (tmp_path / "cifar10").mkdir()
+    assert study.extractor_for("afhq_cat", str(tmp_path)) == "cifarclf"
+    assert calls == [("cifarclf", {"data_root": str(tmp_path)})]
+    assert study.extractor_for("sketch", str(tmp_path)) is None            # not a natural-image set
+    assert study.extractor_for("mnist") == "mnistclf"
