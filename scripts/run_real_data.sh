@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The committed real-data runs of the quick profile (issues #5 and #6), one command:
 #   EPD Table 1, the three ablations and the frequency bands on AFHQ-Cat at 32x32  -> results/<nb>/quick_afhq_cat/
-#   Cold restoration and blur+GMM generation on CIFAR-10                             -> results/<nb>/quick_cifar10/
+#   Cold degradations, restoration and blur+GMM generation on CIFAR-10              -> results/<nb>/quick_cifar10/
 #   ./scripts/run_real_data.sh [DATA_ROOT] [more run_notebooks.py options, e.g. --force]
 # DATA_ROOT holds afhq_cat/ and cifar10/ (default ../shared/assets, the team's offline subsets; users point it at
 # their own copies). Budgets are the quick.yaml ones with the resolution raised to 32 px; the notebooks record
@@ -19,6 +19,7 @@ for nb in epd_table1_unconditional epd_ablation_transition_fn epd_ablation_trans
           epd_frequency_bands; do
   run --only "$nb" -p dataset=afhq_cat -p resolution=32 -p tag=afhq_cat "$@"
 done
+run --only cold_degradations -p dataset=cifar10 -p tag=cifar10 "$@"   # desaturation needs colour images
 for nb in cold_restoration cold_generation_blur; do
   run --only "$nb" -p dataset=cifar10 -p max_images=5000 -p tag=cifar10 "$@"
 done
