@@ -9,7 +9,6 @@ so the default arm is also sampled once.  Spec: ../shared/reference/epd_spec.md.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import resource
@@ -25,7 +24,7 @@ import torch
 
 from lib import claims, data, experiment, metrics, study
 from lib import rng as rng_lib
-from lib.profiles import Profile, get_profile
+from lib.profiles import Profile
 from lib.sampling import sample as run_sampler
 
 EPD = "edge_preserving"

@@ -11,7 +11,6 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
-from lib import rng as rng_lib
 from lib import schedules
 from lib.processes import PROCESSES, DiffusionProcess, make_process
 from lib.profiles import Profile

@@ -1,7 +1,6 @@
 """lib/latent.py: the small autoencoder, its cached training, and the latent wrapper."""
 from __future__ import annotations
 
-import pytest
 import torch
 
 from lib import latent

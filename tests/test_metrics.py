@@ -5,7 +5,6 @@ import time
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lib.metrics import (ClassifierExtractor, InceptionExtractor, MissingWeightsError, evaluate_samples,
                          feature_stats, fid_from_features, frechet_distance, get_extractor,
