@@ -65,3 +65,21 @@ def smooth_images(b: int = 4, c: int = 3, n: int = 16, seed: int = 0) -> torch.T
 @pytest.fixture
 def images():
     return smooth_images()
+
+
+def tiny_unet_losses(proc, steps: int = 150, n: int = 16) -> list:
+    """Train a tiny U-Net with lib.train on one fixed batch of 8 smooth images; the logged loss every 10 steps.
+
+    Shared by the per-family 'the loss falls' tests (the network actually learns the process's target)."""
+    import dataclasses
+
+    from lib.metrics.features import torch_threads
+    from lib.train import TrainConfig, train
+    from lib.unet import UNet, UNetConfig
+    data = smooth_images(8, 3, n)
+    torch.manual_seed(0)
+    net = UNet(dataclasses.replace(UNetConfig.tiny(in_channels=3), out_channels=proc.out_channels(3)))
+    with torch_threads(1):
+        res = train(proc, net, data, TrainConfig(steps=steps, batch_size=8, lr=1e-3, hflip=False, log_every=10,
+                                                 ckpt_every=10_000, ema_decay=0.9), progress=False)
+    return [e["loss"] for e in res.log]

@@ -2,7 +2,6 @@
 oracle-net reconstruction for any S, the mixed-noise variance, and a falling training loss."""
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -13,9 +12,8 @@ from lib import bluenoise as bn
 from lib.processes import make_process
 from lib.processes.bndm import BNDM, BNDMConfig, PRESETS, gamma_schedule
 from lib.sampling import sample
-from tests.conftest import OracleNet, smooth_images
+from tests.conftest import OracleNet, smooth_images, tiny_unet_losses
 
-from lib.metrics.features import torch_threads as _threads  # tiny nets run faster on 1 thread
 
 
 SCHEDULES = [dict(gamma_schedule="sigmoid", gamma_tau=0.2), dict(gamma_schedule="linear")]
@@ -247,15 +245,6 @@ def test_fft_method_and_any_size():
 
 @pytest.mark.parametrize("variant", ["bndm_128", "iadb"])
 def test_tiny_unet_loss_falls(variant):
-    from lib.train import TrainConfig, train
-    from lib.unet import UNet, UNetConfig
-    proc = make_process("bndm", **{**PRESETS[variant], **BNDM.small_overrides})
-    data = smooth_images(8, 3, 16)
-    torch.manual_seed(0)
-    net = UNet(dataclasses.replace(UNetConfig.tiny(in_channels=3), out_channels=proc.out_channels(3)))
-    with _threads(1):
-        res = train(proc, net, data, TrainConfig(steps=150, batch_size=8, lr=1e-3, hflip=False, log_every=10,
-                                                 ckpt_every=10_000, ema_decay=0.9), progress=False)
-    losses = [e["loss"] for e in res.log]
+    losses = tiny_unet_losses(make_process("bndm", **{**PRESETS[variant], **BNDM.small_overrides}))
     first, last = np.mean(losses[:2]), np.mean(losses[-3:])   # windows of 20 and 30 steps
     assert last < first / 3, losses

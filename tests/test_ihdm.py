@@ -1,7 +1,6 @@
 """IHDM checks (baselines_spec.md §5 "IHDM", §2, §4.1): DCT blur, schedule, loss and sampler with oracles."""
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -13,13 +12,12 @@ import torch
 from lib.processes import make_process
 from lib.processes.ihdm import IHDM, IHDMConfig, blur_schedule, dct2, dct_blur, dct_matrix, heat_frequencies, idct2
 from lib.sampling import generate, sample
-from tests.conftest import OracleNet, smooth_images
+from tests.conftest import OracleNet, smooth_images, tiny_unet_losses
 
 
 def _uniform(shape, seed=0, dtype=torch.float64):
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
-from lib.metrics.features import torch_threads as _threads  # tiny nets run faster on 1 thread
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -206,16 +204,7 @@ def test_generate_is_seed_addressed_with_prior_data():
 # A tiny U-Net learns (the loss falls on one fixed batch).
 
 def test_tiny_unet_loss_falls():
-    from lib.train import TrainConfig, train
-    from lib.unet import UNet, UNetConfig
-    proc = make_process("ihdm", **IHDM.small_overrides)
-    data = smooth_images(8, 3, 16)
-    torch.manual_seed(0)
-    net = UNet(dataclasses.replace(UNetConfig.tiny(in_channels=3), out_channels=proc.out_channels(3)))
-    with _threads(1):
-        res = train(proc, net, data, TrainConfig(steps=150, batch_size=8, lr=1e-3, hflip=False, log_every=10,
-                                                 ckpt_every=10_000, ema_decay=0.9), progress=False)
-    losses = [e["loss"] for e in res.log]
+    losses = tiny_unet_losses(make_process("ihdm", **IHDM.small_overrides))
     first, last = np.mean(losses[:2]), np.mean(losses[-3:])   # windows of 20 and 30 steps
     assert last < first / 3, losses
 
