@@ -125,6 +125,10 @@ class Degradation:
     def forward(self, x: torch.Tensor, s, z=None) -> torch.Tensor:
         raise NotImplementedError
 
+    def pair(self, x: torch.Tensor, s_prev: int, s: int, z=None):
+        """(D(x, s_prev), D(x, s)) for integer severities s_prev <= s: the two terms of Algorithm 2."""
+        return self(x, s_prev, z), self(x, s, z)
+
 
 class CumulativeDegradation(Degradation):
     """D(x, s) = op[s-1](…op[0](x)), applied to the whole batch and frozen per row once s is reached."""
@@ -141,6 +145,19 @@ class CumulativeDegradation(Degradation):
         for i in range(int(s.max()) if s.numel() else 0):
             out = torch.where(_rows(s > i), self.step_op(out, i, z), out)
         return out
+
+    def pair(self, x, s_prev: int, s: int, z=None):
+        """D(x, s) continues from D(x, s_prev) with op[s_prev..s-1]: s ops in all instead of s + s_prev
+        (the same operations in the same order as two separate calls, so the result is identical)."""
+        s_prev, s = int(s_prev), int(s)
+        if not 0 <= s_prev <= s <= self.T:
+            raise ValueError(f"pair needs 0 <= s_prev <= s <= {self.T}, got {s_prev}, {s}")
+        with torch.autocast(x.device.type, enabled=False):
+            d_prev = self.forward(x, s_prev, z)
+            out = d_prev
+            for i in range(s_prev, s):
+                out = self.step_op(out, i, z)
+        return d_prev, out
 
 
 class DirectDegradation(Degradation):

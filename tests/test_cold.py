@@ -636,3 +636,20 @@ def test_loss_falls_on_one_batch(key):
         losses.append(loss.item())
     first, last = np.mean(losses[:10]), np.mean(losses[-10:])
     assert last < 0.5 * first, (first, last)
+
+
+@pytest.mark.parametrize("key", sorted(RESTORATION))
+def test_pair_equals_two_separate_degradations(key):
+    """Algorithm 2's (D(x, s-1), D(x, s)) in one pass is exactly the two separate calls (and any s_prev <= s)."""
+    proc = build(key)
+    x = x_images()
+    z = proc.D.draw_latent(x.shape, torch.Generator().manual_seed(3), x.device)
+    T = proc.config.T
+    for s_prev, s in [(0, 1), (T // 2 - 1, T // 2), (T - 1, T), (0, T)]:
+        if not 0 <= s_prev <= s:
+            continue
+        a, b = proc.D.pair(x, s_prev, s, z)
+        assert torch.equal(a, proc.D(x, s_prev, z)) and torch.equal(b, proc.D(x, s, z)), (key, s_prev, s)
+    if proc.D.cumulative:
+        with pytest.raises(ValueError, match="s_prev <= s"):
+            proc.D.pair(x, 2, 1, z)

@@ -383,11 +383,11 @@ class ColdProcess(DiffusionProcess):
             raise ValueError(f"cold steps need 0 <= t_prev < t <= {c.T}, got {t} -> {t_prev}")
         x0_hat = self.predict_x0(net, x_t, t)
         z = self.step_latent(x_t, x0_hat, t, generator)
-        d_prev = self.D(x0_hat, t_prev, z)
         if c.algorithm == 1:
-            x_prev = d_prev                                    # Algorithm 1: x_{s-1} = D(x̂0, s-1)
+            x_prev = self.D(x0_hat, t_prev, z)                 # Algorithm 1: x_{s-1} = D(x̂0, s-1)
         else:
-            x_prev = x_t - self.D(x0_hat, t, z) + d_prev       # Algorithm 2: x_s - D(x̂0, s) + D(x̂0, s-1)
+            d_prev, d_t = self.D.pair(x0_hat, t_prev, t, z)    # cumulative D: one pass for both terms
+            x_prev = x_t - d_t + d_prev                        # Algorithm 2: x_s - D(x̂0, s) + D(x̂0, s-1)
         if t_prev == 0 and c.subtract_prior_noise and c.prior_noise > 0:
             x_prev = x_prev - c.prior_noise * self._symmetry_noise(x_prev, generator)
         if c.clamp:
