@@ -10,6 +10,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from lib import distributed
 from lib import rng as rng_lib
 from lib.processes.base import DiffusionProcess
 
@@ -71,12 +72,25 @@ def sample_ddim(process, net, x_init: torch.Tensor, num_steps: int, generator=No
 @torch.no_grad()
 def generate(process: DiffusionProcess, net, n: int, image_shape: Sequence[int], seed: int, *, batch_size: int = 64,
              device="cpu", prior_data: Optional[torch.Tensor] = None, first_index: int = 0,
-             progress: bool = True) -> torch.Tensor:
+             progress: bool = True, split: Optional[bool] = None) -> torch.Tensor:
     """Generate ``n`` images; image i depends only on (seed, first_index + i), not on ``batch_size``.
 
     For data-dependent priors, ``prior_data`` must hold one image per generated sample (row i for image i).
     Returns a CPU float tensor [n, C, H, W] in [-1, 1].
+
+    split -- under a multi-process group (``lib.distributed``; default: split whenever one is active) each
+             rank generates a contiguous share of the indices and the shares are gathered in index order,
+             so every rank returns the same tensor as a single process would.
     """
+    if split is None:
+        split = distributed.is_distributed()
+    if split and distributed.is_distributed():
+        lo, hi = distributed.shard(n)
+        pd = None if prior_data is None else prior_data[lo:hi]
+        part = generate(process, net, hi - lo, image_shape, seed, batch_size=batch_size, device=device,
+                        prior_data=pd, first_index=first_index + lo,
+                        progress=progress and distributed.is_main(), split=False)
+        return distributed.all_gather_cat(part)
     out = []
     bar = tqdm(total=n, desc=f"generate {process.name}", disable=not progress)
     for lo in range(0, n, batch_size):
@@ -87,4 +101,4 @@ def generate(process: DiffusionProcess, net, n: int, image_shape: Sequence[int],
                           progress=False).cpu())
         bar.update(len(idx))
     bar.close()
-    return torch.cat(out)
+    return torch.cat(out) if out else torch.empty((0, *image_shape))

@@ -7,6 +7,21 @@ Resuming: calling ``train`` again with the same ``run_dir`` continues from ``run
 data order, flips, time steps, noise and dropout continue exactly as in an uninterrupted run (all generator
 states are checkpointed).  A checkpoint written under a different process / network / training config is
 refused with ``CheckpointMismatchError`` (pass ``allow_mismatch=True`` to override deliberately).
+
+Data parallel (``torchrun --nproc_per_node=N``, see ``lib.distributed``): when a process group with more than
+one member is initialised, the net is wrapped in ``DistributedDataParallel`` and rank r trains on rows
+[r·B/N, (r+1)·B/N) of every global batch of B = ``config.batch_size``.  The indices, flips, time steps and
+noise of the *whole* global batch are drawn from the shared seeded generators on every rank and each rank keeps
+its slice, so the random stream, the checkpoint and the loss curve do not depend on N (up to float reduction
+order): a checkpoint written with N processes resumes with M.  Rank 0 alone writes the checkpoint and calls
+``on_log``.  (Dropout masks come from each rank's global torch RNG and are the one thing that does depend on
+N; the EPD/DDPM paper nets use dropout 0.1, so compare N-process curves statistically there.  A process that
+couples the images of a batch -- EPD with the official code's ``edge_norm="batch"`` -- sees the per-rank batch
+under DDP, so its losses depend on N too; ``edge_norm="image"`` removes that, and train() warns.)
+
+``config.compile``: "on" runs the training forward through ``torch.compile``; "auto" does so on CUDA only.
+A compile failure (at wrapping or at the first call) is reported once as a warning and training continues
+eagerly.
 """
 from __future__ import annotations
 
@@ -14,6 +29,7 @@ import copy
 import dataclasses
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -21,12 +37,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from tqdm.auto import tqdm
 
-from lib import io
+from lib import distributed, io
 from lib.processes import DiffusionProcess, process_from_dict
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # Fields of TrainConfig that may change between a run and its resumption (extending a run is allowed).
-_RESUMABLE_FIELDS = ("steps", "ckpt_every", "log_every")
+_RESUMABLE_FIELDS = ("steps", "ckpt_every", "log_every", "compile")
+_COMPILE_MODES = ("off", "on", "auto")
 
 
 class CheckpointMismatchError(ValueError):
@@ -56,8 +73,13 @@ class TrainConfig:
     log_every: int = 50                 # Loss-log interval in steps.
     amp: bool = True                    # bf16 autocast (CUDA only; CPU always runs float32).
     channels_last: bool = True          # channels_last memory format (CUDA only).
+    compile: str = "off"                # torch.compile the training forward: "off" | "on" | "auto" (= on for CUDA).
 
     def __post_init__(self):
+        if isinstance(self.compile, bool):
+            object.__setattr__(self, "compile", "on" if self.compile else "off")
+        if self.compile not in _COMPILE_MODES:
+            raise ValueError(f"compile must be one of {_COMPILE_MODES} (or a bool), got {self.compile!r}")
         if self.optimizer not in ("adam", "adamw"):
             raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
         for name in ("steps", "batch_size", "ckpt_every", "log_every"):
@@ -147,8 +169,37 @@ def _set_rng_state(gens: Dict[str, torch.Generator], state: dict) -> None:
     for k, g in gens.items():
         g.set_state(state[k])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class CompiledOrEager:
+    """Call ``module`` through ``torch.compile`` when asked; on any compile failure warn once, run eagerly."""
+
+    def __init__(self, module: torch.nn.Module, enabled: bool):
+        self.module, self.compiled = module, None
+        if enabled:
+            try:
+                self.compiled = torch.compile(module)
+            except Exception as e:  # noqa: BLE001 -- any backend/toolchain failure means: run eagerly
+                self._fall_back(e)
+
+    def _fall_back(self, e: Exception) -> None:
+        self.compiled = None
+        warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                      f"training continues in eager mode", RuntimeWarning, stacklevel=3)
+
+    def __call__(self, *args, **kwargs):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001
+                self._fall_back(e)
+        return self.module(*args, **kwargs)
+
+
+def _use_compile(mode: str, device: torch.device) -> bool:
+    return mode == "on" or (mode == "auto" and device.type == "cuda")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -164,6 +215,14 @@ def train(process: DiffusionProcess, net: torch.nn.Module, data, config: TrainCo
     stop_after  -- stop after this many steps *in this call* (used to split long runs; the checkpoint resumes).
     """
     device = torch.device(device)
+    ddp = distributed.is_distributed()
+    main = distributed.is_main()
+    ws, rk = distributed.world_size(), distributed.rank()
+    if config.batch_size % ws:
+        raise ValueError(f"global batch_size {config.batch_size} is not divisible by the world size {ws}: "
+                         f"choose a batch_size that is a multiple of the number of processes")
+    local_b = config.batch_size // ws
+    lo, hi = rk * local_b, (rk + 1) * local_b
     images = _as_uint8_or_float(data)
     if images.shape[0] == 0:
         raise ValueError("data is empty")
@@ -193,9 +252,17 @@ def train(process: DiffusionProcess, net: torch.nn.Module, data, config: TrainCo
         _set_rng_state(gens, ckpt["rng"])
         step, log = ckpt["step"], ckpt["log"]
         pending = ckpt.get("pending_losses", [])
+    train_net = net
+    if ddp:  # after loading: DDP broadcasts rank 0's weights at construction
+        train_net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if cuda else None)
+    fwd = CompiledOrEager(train_net, _use_compile(config.compile, device))
+    if ddp and not getattr(process, "batch_independent", True):
+        warnings.warn(f"{process.name} couples the images of a batch (e.g. EPD edge_norm='batch'); under DDP each "
+                      f"rank sees its {local_b}-image shard, so results depend on the world size", RuntimeWarning)
+    sharded = distributed.ShardedGenerator(gens["process"], config.batch_size, lo, hi) if ddp else None
 
     def save():
-        if ckpt_path is None:
+        if ckpt_path is None or not main:
             return
         io.torch_save({"step": step, "net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                        "rng": _rng_state(gens), "log": log, "pending_losses": [float(v) for v in window],
@@ -207,10 +274,12 @@ def train(process: DiffusionProcess, net: torch.nn.Module, data, config: TrainCo
     net.train()
     window: List[torch.Tensor] = [torch.tensor(v, device=device) for v in (pending if step else [])]
     t_last = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=step, desc=f"train {process.name}", disable=not progress)
+    bar = tqdm(total=config.steps, initial=step, desc=f"train {process.name}", disable=not (progress and main))
     while step < end:
         idx = torch.randint(0, images.shape[0], (config.batch_size,), generator=gens["data"])
         flip = (torch.rand(config.batch_size, generator=gens["data"]) < 0.5) & config.hflip
+        if ddp:
+            idx, flip = idx[lo:hi], flip[lo:hi]
         x0 = _batch(images, idx.to(images.device), flip, device)
         if cuda and config.channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)
@@ -218,7 +287,11 @@ def train(process: DiffusionProcess, net: torch.nn.Module, data, config: TrainCo
             for g in opt.param_groups:
                 g["lr"] = config.lr * min(1.0, (step + 1) / config.warmup_steps)
         with autocast:
-            loss = process.loss(net, x0, generator=gens["process"]).float().mean()
+            if ddp:  # t of the global batch from the shared generator (keeps e.g. BNDM's antithetic pairs)
+                t = process.sample_t(config.batch_size, gens["process"], device)[lo:hi]
+                loss = process.loss(fwd, x0, t=t, generator=sharded).float().mean()
+            else:
+                loss = process.loss(fwd, x0, generator=gens["process"]).float().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:
@@ -238,6 +311,9 @@ def train(process: DiffusionProcess, net: torch.nn.Module, data, config: TrainCo
         at_ckpt = step % config.ckpt_every == 0 or step == end
         if at_log or at_ckpt:
             losses = torch.stack(window)  # the only host sync, once per interval
+            if ddp:  # global-batch means, so the log and pending losses do not depend on the world size
+                losses = distributed.all_reduce_mean(losses)
+                window[:] = list(losses.unbind())
             if not bool(torch.isfinite(losses).all()):
                 bar.close()
                 raise NonFiniteLossError(
@@ -250,11 +326,12 @@ def train(process: DiffusionProcess, net: torch.nn.Module, data, config: TrainCo
             t_last = now
             log.append(entry)
             bar.set_postfix(loss=f"{entry['loss']:.4g}")
-            if on_log is not None:
+            if on_log is not None and main:
                 on_log(entry)
         if at_ckpt and step != end:
             save()
     bar.close()
     save()
+    distributed.barrier()  # the final checkpoint exists before any rank returns
     net.eval()
     return TrainResult(net=net, ema=ema, log=log, step=step, checkpoint=ckpt_path)
