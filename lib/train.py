@@ -256,7 +256,7 @@ def train(process: DiffusionProcess, net: torch.nn.Module, data, config: TrainCo
     if ddp:  # after loading: DDP broadcasts rank 0's weights at construction
         train_net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if cuda else None)
     fwd = CompiledOrEager(train_net, _use_compile(config.compile, device))
-    if ddp and not getattr(process, "batch_independent", True):
+    if ddp and main and not getattr(process, "batch_independent", True):
         warnings.warn(f"{process.name} couples the images of a batch (e.g. EPD edge_norm='batch'); under DDP each "
                       f"rank sees its {local_b}-image shard, so results depend on the world size", RuntimeWarning)
     sharded = distributed.ShardedGenerator(gens["process"], config.batch_size, lo, hi) if ddp else None

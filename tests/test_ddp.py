@@ -108,8 +108,8 @@ def test_two_process_checkpoint_resumes_in_one_process(two_proc, one_proc_9, tmp
     torch.testing.assert_close(_losses(res.log[6:]), _losses(one_proc_9.log[6:]), rtol=1e-4, atol=1e-6)
     # Adam's normalised step turns reduction-order noise in near-zero gradients into up to ±lr per step, so
     # single weights may differ by ~lr; the weight vector as a whole agrees closely.
-    a = torch.cat([p.flatten() for p in res.net.parameters()])
-    b = torch.cat([p.flatten() for p in one_proc_9.net.parameters()])
+    a = torch.cat([p.detach().flatten() for p in res.net.parameters()])
+    b = torch.cat([p.detach().flatten() for p in one_proc_9.net.parameters()])
     assert float((a - b).norm() / b.norm()) < 1e-3
 
 
@@ -163,3 +163,29 @@ def test_helpers_in_a_single_process():
     x = torch.arange(6.).reshape(3, 2)
     assert distributed.all_gather_cat(x) is x and distributed.all_reduce_mean(x) is x
     distributed.barrier()
+
+
+def test_train_cli_under_torchrun_then_resumed_alone(tmp_path, capsys):
+    """``torchrun --nproc_per_node=2 -m lib.train_cli`` trains and samples; one plain process continues it."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lib import train_cli
+    root = Path(__file__).resolve().parents[1]
+    common = ["--profile", "smoke", "--process", "ddpm", "--dataset", "mnist", "--max-images", "32",
+              "--run-dir", str(tmp_path / "run"), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          f"--master_port={_free_port()}", "-m", "lib.train_cli", *common, "--steps", "4",
+                          "--samples", "3"],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["world_size"] == 2 and summary["step"] == 4
+    samples = torch.load(summary["samples"])
+    assert samples.dtype == torch.uint8 and samples.ndim == 4 and samples.shape[:2] == (3, 1)
+    assert train_cli.main(common + ["--steps", "6"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 6
