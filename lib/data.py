@@ -21,6 +21,10 @@ Conventions (each one is part of the cache key through ``LOADER_VERSION``):
   For the embedded MNIST (one split of 5,000 digits, 500 per class) that is 4,500 / 500 (450 / 50 per class).
 - Cache: ``<cache_dir>/<name>_<split>_<res>_<C>ch_<key>.pt``, key = hash of (sorted relative file names,
   sizes, mtimes, resolution, channels, max_images, ``LOADER_VERSION``).  ``cache_dir=None`` disables it.
+- Packed data (``scripts/gpu_pack.py``, for machines without the image folders): when the dataset's folder
+  is not under data_root but ``<data_root>/<name>_<split>_<res>_<C>ch.packed.pt`` is, the decoded uint8
+  images are read from it.  A pack may hold only the first n images (canonical order); ``info()["note"]``
+  then says so, and asking for more than it holds is an error.
 """
 from __future__ import annotations
 
@@ -169,8 +173,16 @@ def load_dataset(
     if spec.layout == "embedded":
         ds = _load_mnist(folder_split, resolution, channels, max_images, cache_dir)
     else:
-        root = _find_root(name, spec, data_root)
-        ds = _load_folder(name, spec, root, folder_split, resolution, channels, max_images, cache_dir)
+        try:
+            root = _find_root(name, spec, data_root)
+        except FileNotFoundError:
+            base = data_root or os.environ.get(ENV_DATA_ROOT)
+            packed = None if not base else packed_path(base, name, folder_split, resolution, channels)
+            if packed is None or not packed.is_file():
+                raise
+            ds = _load_packed(packed, max_images)
+        else:
+            ds = _load_folder(name, spec, root, folder_split, resolution, channels, max_images, cache_dir)
     if split in ("fit", "heldout"):
         fit, held = heldout_split(len(ds), ds.labels, seed)
         idx = fit if split == "fit" else held
@@ -482,6 +494,35 @@ def _map_to_array(fn: Callable, items: Sequence, shape: Tuple[int, ...], desc: s
 
 def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def packed_path(data_root: PathLike, name: str, split: str, resolution: int, channels: int) -> Path:
+    """Where ``scripts/gpu_pack.py`` puts (and ``load_dataset`` finds) a packed dataset."""
+    return Path(data_root).expanduser() / f"{name}_{split}_{resolution}_{channels}ch.packed.pt"
+
+
+def save_packed(ds: "ImageDataset", path: PathLike, total: Optional[int] = None) -> None:
+    """Write ``ds`` as a pack; ``total`` = images in the full dataset when ``ds`` holds only its first ones."""
+    torch_save(dict(images=ds.images.contiguous(), labels=ds.labels, class_names=ds.class_names, name=ds.name,
+                    source=ds.source, split=ds.split, note=ds.note, total=total or len(ds),
+                    version=LOADER_VERSION), path)
+
+
+def _load_packed(path: Path, max_images: Optional[int]) -> "ImageDataset":
+    p = torch.load(path, map_location="cpu", weights_only=True)
+    if p.get("version") != LOADER_VERSION:
+        raise ValueError(f"{path} was packed with loader version {p.get('version')}, this is {LOADER_VERSION}: "
+                         f"re-run scripts/gpu_pack.py")
+    n = int(p["images"].shape[0])
+    if max_images is not None and max_images > n:
+        raise ValueError(f"{path} holds the first {n} images of {p['name']}, but max_images={max_images} was asked "
+                         f"for: pack more (scripts/gpu_pack.py) or ask for fewer")
+    k = n if max_images is None else max_images
+    note = "; ".join(x for x in (p["note"], f"packed subset: first {k} of {p['total']} images" if k < p["total"]
+                                 else "") if x)
+    labels = None if p["labels"] is None else p["labels"][:k]
+    return ImageDataset(p["images"][:k], labels, p["name"], f"{p['source']} (packed: {path.name})",
+                        int(p["images"].shape[-1]), int(p["images"].shape[1]), p["split"], p["class_names"], note)
 
 
 def _cache_path(cache_dir, name, split, resolution, channels, key) -> Optional[Path]:
