@@ -110,3 +110,64 @@ class Run:
                 "code_hash": code_hash(), **metrics}
         io.write_json(self.path(name), body)
         return self.path(name)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Notebook parameters: the names and types a notebook's parameters cell declares (``name: type = value  # help``).
+
+class ParameterError(ValueError):
+    """A parameter that the notebook does not declare, or a value of the wrong type."""
+
+
+_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "list": (list, tuple),
+          "tuple": (list, tuple), "dict": (dict,)}
+
+
+def notebook_parameters(notebook) -> Dict[str, dict]:
+    """{name: {"inferred_type_name", "default", "help"}} of a notebook's parameters cell (papermill's inspector)."""
+    import papermill as pm
+    return dict(pm.inspect_notebook(str(notebook)))
+
+
+def validate_parameters(notebook, params: Dict[str, Any], declared: Optional[Dict[str, dict]] = None,
+                        ignore_unknown: Iterable[str] = ()) -> Dict[str, Any]:
+    """Check ``params`` against the notebook's parameters cell before it runs; return them (a number given for a
+    ``str`` parameter becomes its text, as YAML-parsed command-line values are ambiguous).
+
+    Raises ``ParameterError`` naming every unknown parameter (with the valid names) and every value whose type
+    differs from the declared one (an int is accepted for a float).  Names in ``ignore_unknown`` may be absent
+    from the notebook.  Usable at the top of a notebook too::
+
+        experiment.validate_parameters("notebooks/epd_table1_unconditional.ipynb", dict(resolution=resolution))
+    """
+    declared = notebook_parameters(notebook) if declared is None else declared
+    name = Path(str(notebook)).stem
+    problems, out = [], dict(params)
+    unknown = [k for k in params if k not in declared and k not in set(ignore_unknown)]
+    for k in unknown:
+        problems.append(f"unknown parameter {k!r}")
+    for k, v in params.items():
+        if k not in declared:
+            continue
+        type_name = str(declared[k].get("inferred_type_name") or "None")
+        base = type_name.replace("typing.", "")
+        optional = base.startswith("Optional[") or base.endswith("| None") or declared[k].get("default") == "None"
+        base = base[len("Optional["):-1] if base.startswith("Optional[") else base.split("|")[0].strip()
+        base = base.split("[")[0].strip().lower()
+        ok_types = _TYPES.get(base)
+        if ok_types is None or (v is None and optional):
+            continue  # undeclared / unusual annotation: nothing to check
+        if base == "str" and isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = str(v)
+            continue
+        bad_bool = isinstance(v, bool) and base in ("int", "float")
+        if bad_bool or not isinstance(v, ok_types):
+            problems.append(f"parameter {k!r} must be {type_name} (default {declared[k].get('default')}), "
+                            f"got {v!r} ({type(v).__name__})")
+    if problems:
+        valid = ", ".join(f"{k}: {d.get('inferred_type_name')}" for k, d in declared.items())
+        raise ParameterError(
+            f"notebook {name}: " + "; ".join(problems) + f".\n  valid parameters: {valid}.\n  fix: correct the "
+            f"name or value (-p NAME=VALUE is read as YAML: -p seeds=[0,1], -p resolution=32); "
+            f"`papermill --help-notebook {notebook}` documents each parameter")
+    return out

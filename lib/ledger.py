@@ -266,11 +266,14 @@ def collect(results_dir) -> List[NotebookResult]:
     for nb_dir in sorted(p for p in results_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) \
             if results_dir.is_dir() else []:
         for d in sorted((p for p in nb_dir.iterdir() if p.is_dir()), key=lambda p: (-profile_rank(p.name), p.name)):
-            files = {n: (d / n).is_file() for n in ("run.json", "metrics.json", "report.html")}
+            files = {n: (d / n).is_file() for n in ("run.json", "metrics.json", "report.html", "FAILED.json")}
             if not any(files.values()):
                 continue
             metrics = _read_json(d / "metrics.json") if files["metrics.json"] else None
             run = _read_json(d / "run.json") or _read_json(nb_dir / split_profile(d.name)[0] / "run.json") or {}
+            failed = _read_json(d / "FAILED.json") if (d / "FAILED.json").is_file() else None
+            if failed:  # a later run failed; the files here are the last good run's (scripts/run_notebooks.py)
+                run = {**run, "status": "failed", "error": failed.get("error"), "failed": failed}
             r = NotebookResult(nb_dir.name, d.name, d, run, metrics)
             r.figures = _figures(d, (metrics or {}).get("key_figure"))
             out.append(r)

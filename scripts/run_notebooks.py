@@ -4,10 +4,21 @@ Called by ./run_all.sh (which bootstraps the environment first).  For each noteb
   results/<nb>/<profile>/<nb>.ipynb     the executed notebook (outputs kept)
   results/<nb>/<profile>/report.html    the report (code hidden)
   results/<nb>/<profile>/run.json       status, duration, parameters, input hash
-Parameters come from notebooks/params/<profile>.yaml (keys ``all`` and ``<nb>``) plus ``profile`` itself.
+Parameters come from notebooks/params/<profile>.yaml (keys ``all`` and ``<nb>``) plus ``profile`` itself, then
+``--data-root`` and ``-p NAME=VALUE``.  They are checked against each notebook's parameters cell before anything
+runs: an unknown name or a value of the wrong type stops with exit status 2 and nothing written.
 A notebook whose inputs (its own file, its parameters, lib/, requirements.txt) did not change since its last
 successful run is skipped unless --force.  A failing notebook is reported (cell and error) and the others go on;
 the exit status is non-zero when any notebook failed.
+
+Staging: a notebook's kernel writes everything (through lib.experiment.Run, whose DIFFUSION_RESULTS_DIR points at
+results/.staging/<nb>/<folder>/) and the runner writes the executed notebook, report.html and run.json there too.
+Only when the notebook succeeded is results/<nb>/<folder>/ replaced by the staged folder (old folder renamed
+aside, new one renamed in, old one deleted; a PUBLISH.json written first lets the next run finish a swap that a
+crash interrupted, and a staging folder without it is discarded).  A failed or interrupted run leaves the
+previous results' files untouched: a failure adds results/<nb>/<folder>/FAILED.json and <nb>.failed.ipynb (the
+index shows the failure beside the last good numbers); a folder that held no results yet receives the failed
+run's partial outputs with run.json status "failed".
 """
 from __future__ import annotations
 
@@ -17,6 +28,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -26,9 +38,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lib import io  # noqa: E402
-from lib.experiment import code_hash  # noqa: E402
+from lib.experiment import ParameterError, code_hash, notebook_parameters, validate_parameters  # noqa: E402
 
 PROFILES = ("smoke", "quick", "gpu", "paper")
+STAGING = ".staging"          # results/.staging/<nb>/<folder>/: the kernel's DIFFUSION_RESULTS_DIR while it runs
+PUBLISH = "PUBLISH.json"      # written into a staging folder before its swap: the swap is finished on recovery
+FAILED = "FAILED.json"        # beside the last good results when a later run of the same folder failed
 
 
 def notebook_list(nb_dir: Path, only: str | None):
@@ -83,38 +98,150 @@ def failure_summary(exc: BaseException) -> str:
     return f"{where}: {ename}: {evalue}"
 
 
+def result_folder(profile: str, params: dict) -> str:
+    """results/<nb>/<this>/: the profile, with ``_<tag>`` when a tag parameter is given."""
+    tag = str(params.get("tag") or "")
+    return f"{profile}_{tag}" if tag else profile  # lib.epd_experiments.results_profile
+
+
+def notebook_params(nb: Path, profile: str, extra: dict) -> dict:
+    return {**load_params(nb.parent, profile, nb.stem), **extra}
+
+
+def check_params(nb: Path, profile: str, extra: dict) -> dict:
+    """Validated parameters of one notebook (ParameterError names the unknown / mistyped ones)."""
+    import yaml
+    f = nb.parent / "params" / f"{profile}.yaml"
+    table = (yaml.safe_load(f.read_text()) if f.exists() else {}) or {}
+    shared = set(table.get("all") or {}) - set(table.get(nb.stem) or {}) - set(extra)
+    return validate_parameters(nb, notebook_params(nb, profile, extra), declared=notebook_parameters(nb),
+                               ignore_unknown=shared)  # keys under "all" need not exist in every notebook
+
+
+def _rmtree(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def _remove_stage(stage: Path) -> None:
+    """Delete a staging root and the staging folders above it that are left empty."""
+    _rmtree(stage)
+    try:
+        stage.parent.rmdir()  # .staging/<nb> when empty (.staging itself stays: parallel runs create beneath it)
+    except OSError:
+        pass
+
+
+def _finish_publish(stage: Path, out_root: Path) -> None:
+    """Move the folders of a staging root listed in its PUBLISH.json into the results tree (idempotent).
+
+    The main folder is swapped whole: results/<rel> is renamed to <stage>/.old/<rel>, the staged folder renamed
+    onto results/<rel>, the old one deleted.  Other folders the notebook wrote (e.g. a ``run_tag`` variant) are
+    merged file by file (os.replace each), as a notebook writing there directly would have done.
+    """
+    plan = json.loads((stage / PUBLISH).read_text())
+    aside = stage / ".old"
+    for rel in plan["folders"]:
+        src, dst = stage / rel, out_root / rel
+        if not src.exists():
+            continue  # already moved in before a crash
+        if rel == plan["main"]:
+            old = aside / rel
+            if dst.exists():
+                _rmtree(old)
+                old.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(dst, old)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(src, dst)
+        else:
+            for f in sorted(p for p in src.rglob("*") if p.is_file()):
+                target = dst / f.relative_to(src)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(f, target)
+            _rmtree(src)
+    _remove_stage(stage)
+
+
+def publish(stage: Path, out_root: Path, main_rel: str) -> None:
+    """Swap the staged outputs into the results tree (see the module docstring)."""
+    folders = sorted({p.relative_to(stage).as_posix() for p in stage.glob("*/*")
+                      if p.is_dir() and not p.parent.name.startswith(".")} | {main_rel})
+    io.write_json(stage / PUBLISH, {"main": main_rel, "folders": folders})
+    _finish_publish(stage, out_root)
+
+
+def recover(stage: Path, out_root: Path) -> str | None:
+    """Clean up after a run that was killed: finish its swap (PUBLISH.json written) or discard its staging."""
+    if not stage.exists():
+        return None
+    if (stage / PUBLISH).exists():
+        _finish_publish(stage, out_root)
+        return "finished the interrupted swap of a successful run"
+    _remove_stage(stage)
+    return "discarded the staging folder of an interrupted run"
+
+
 def run_one(nb: Path, out_root: Path, profile: str, extra: dict, force: bool, timeout: int | None) -> dict:
     import papermill as pm
     stem = nb.stem
-    params = {**load_params(nb.parent, profile, stem), **extra}
-    tag = str(params.get("tag") or "")
-    out_dir = out_root / stem / (f"{profile}_{tag}" if tag else profile)  # lib.epd_experiments.results_profile
+    params = notebook_params(nb, profile, extra)
+    folder = result_folder(profile, params)
+    main_rel = f"{stem}/{folder}"
+    out_dir = out_root / stem / folder
+    stage = out_root / STAGING / stem / folder  # the kernel's results root; its outputs land in stage/<nb>/<..>
+    note = recover(stage, out_root)
+    if note:
+        print(f"    {stem}/{folder}: {note}", flush=True)
     status_file = out_dir / "run.json"
     key = input_hash(nb, params)
-    if not force and status_file.exists():
+    if not force and status_file.exists() and not (out_dir / FAILED).exists():
         prev = json.loads(status_file.read_text())
         if prev.get("status") == "ok" and prev.get("input_hash") == key and (out_dir / "report.html").exists():
             return {**prev, "skipped": True}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    executed = out_dir / f"{stem}.ipynb"
+    stage_dir = stage / stem / folder
+    stage_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     record = {"notebook": stem, "profile": profile, "parameters": params, "input_hash": key,
               "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    tmp = out_dir / f".{stem}.running.ipynb"
+    running = stage_dir / f".{stem}.running.ipynb"
+    saved_env = os.environ.get("DIFFUSION_RESULTS_DIR")
+    os.environ["DIFFUSION_RESULTS_DIR"] = str(stage.resolve())  # the kernel inherits it (lib.experiment)
     try:
-        pm.execute_notebook(str(nb), str(tmp), parameters=params, cwd=str(ROOT), kernel_name="python3",
+        pm.execute_notebook(str(nb), str(running), parameters=params, cwd=str(ROOT), kernel_name="python3",
                             progress_bar=False, log_output=False, execution_timeout=timeout)
-        render_html(tmp, out_dir / "report.html")
-        tmp.replace(executed)
-        (out_dir / f"{stem}.failed.ipynb").unlink(missing_ok=True)
+        render_html(running, stage_dir / "report.html")
+        running.replace(stage_dir / f"{stem}.ipynb")
         record.update(status="ok")
     except Exception as exc:  # noqa: BLE001 - any failure is reported and the next notebook runs
-        record.update(status="failed", error=failure_summary(exc), traceback=traceback.format_exc(limit=3))
-        if tmp.exists():  # keep the partially executed notebook (and its report) for debugging
-            render_html(tmp, out_dir / "report.html")
-            tmp.replace(out_dir / f"{stem}.failed.ipynb")
+        record.update(status="failed", error=failure_summary(exc), traceback=traceback.format_exc(limit=3),
+                      ename=getattr(exc, "ename", type(exc).__name__))
+    finally:
+        if saved_env is None:
+            os.environ.pop("DIFFUSION_RESULTS_DIR", None)
+        else:
+            os.environ["DIFFUSION_RESULTS_DIR"] = saved_env
     record["seconds"] = round(time.time() - t0, 1)
-    io.write_json(status_file, record)
+    if record["status"] == "ok":
+        io.write_json(stage_dir / "run.json", record)
+        publish(stage, out_root, main_rel)
+        return record
+    if record.pop("ename", None) == "KeyboardInterrupt":
+        raise KeyboardInterrupt  # Ctrl-C reached the kernel first: an interruption, not a failure of the notebook
+    has_results = (out_dir / "metrics.json").exists() or (
+        status_file.exists() and json.loads(status_file.read_text()).get("status") == "ok")
+    if not has_results:  # nothing to protect: the failed run's partial outputs show what happened
+        if running.exists():
+            render_html(running, stage_dir / "report.html")
+            running.replace(stage_dir / f"{stem}.failed.ipynb")
+        io.write_json(stage_dir / "run.json", record)
+        publish(stage, out_root, main_rel)
+    else:  # keep the last good results' files; add the failure record and the failed notebook beside them
+        if running.exists():
+            io.write_bytes(out_dir / f"{stem}.failed.ipynb", running.read_bytes())
+        io.write_json(out_dir / FAILED, {**record, "failed_notebook": f"{stem}.failed.ipynb",
+                                         "note": "the other files here are from the last successful run"})
+        _remove_stage(stage)
+    record["published"] = not has_results
     return record
 
 
@@ -129,11 +256,13 @@ def report(rec: dict, args) -> int:
     if rec.get("skipped"):
         print(f"    unchanged since its last successful run: skipped (use --force to re-run)", flush=True)
     elif rec["status"] == "ok":
-        tag = str(rec["parameters"].get("tag") or "")
-        out = Path(args.results) / rec["notebook"] / (f"{args.profile}_{tag}" if tag else args.profile) / "report.html"
+        out = Path(args.results) / rec["notebook"] / result_folder(args.profile, rec["parameters"]) / "report.html"
         print(f"    ok in {rec['seconds']} s -> {out}", flush=True)
     else:
-        print(f"    FAILED after {rec['seconds']} s at {rec['error']}", flush=True)
+        where = Path(args.results) / rec["notebook"] / result_folder(args.profile, rec["parameters"])
+        kept = ("" if rec.get("published") else
+                f"; the previous results in {where} are kept, see {FAILED} and {rec['notebook']}.failed.ipynb there")
+        print(f"    FAILED after {rec['seconds']} s at {rec['error']}{kept}", flush=True)
         return 1
     return 0
 
@@ -164,9 +293,32 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    os.environ["DIFFUSION_RESULTS_DIR"] = str(Path(args.results).resolve())  # the kernels inherit it
+    bad = []
+    for nb in nbs:  # every notebook's parameters are checked before any runs
+        try:
+            extra_nb = check_params(nb, args.profile, extra)
+        except ParameterError as exc:
+            bad.append(str(exc))
+            continue
+        if extra_nb != notebook_params(nb, args.profile, extra):  # a number given for a str parameter
+            extra = {**extra, **{k: v for k, v in extra_nb.items() if k in extra}}
+    if bad:
+        print("error: bad notebook parameters, nothing was run:\n" + "\n".join(bad), file=sys.stderr)
+        return 2
     failures = 0
     run_args = (Path(args.results), args.profile, extra, args.force, args.timeout)
+    try:
+        failures = run_all(nbs, run_args, args)
+    except KeyboardInterrupt:
+        print("interrupted: the results of the unfinished notebook are untouched (its staging folder is discarded "
+              "on the next run); re-run to continue, finished notebooks are skipped", file=sys.stderr, flush=True)
+        return 130
+    print(f"{len(nbs) - failures}/{len(nbs)} notebooks succeeded (profile={args.profile})", flush=True)
+    return 1 if failures else 0
+
+
+def run_all(nbs, run_args, args) -> int:
+    failures = 0
     if args.jobs <= 1:
         for i, nb in enumerate(nbs, 1):
             print(f"[{i}/{len(nbs)}] {nb.stem} (profile={args.profile}) ...", flush=True)
@@ -182,8 +334,7 @@ def main(argv=None) -> int:
                 nb = futures[fut]
                 print(f"[{done}/{len(nbs)} done] {nb.stem} (profile={args.profile})", flush=True)
                 failures += report(fut.result(), args)
-    print(f"{len(nbs) - failures}/{len(nbs)} notebooks succeeded (profile={args.profile})", flush=True)
-    return 1 if failures else 0
+    return failures
 
 
 if __name__ == "__main__":
