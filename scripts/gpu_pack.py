@@ -48,9 +48,9 @@ def gpu_commands(out: Path, specs) -> list:
     for name, res, _ in specs:  # the notebooks' gpu profile, one run per packed set
         cmds.append(f"./run_all.sh --profile gpu --only epd_table1_unconditional --data-root {rel} "
                     f"-p dataset={name} -p resolution={res} -p tag={name}{res}")
-    cmds.append("python benchmarks/step_time.py --device cuda --out results/bench/step_time_cuda")
+    cmds.append("python benchmarks/step_time.py --device cuda --full-sample --out results/bench/step_time_cuda")
     cmds.append("python benchmarks/step_time.py --device cuda --resolution 128 --batch 64 "
-                "--out results/bench/step_time_cuda_128")
+                "--full-sample --out results/bench/step_time_cuda_128")
     return cmds
 
 
