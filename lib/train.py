@@ -20,8 +20,8 @@ couples the images of a batch -- EPD with the official code's ``edge_norm="batch
 under DDP, so its losses depend on N too; ``edge_norm="image"`` removes that, and train() warns.)
 
 ``config.compile``: "on" runs the training forward through ``torch.compile``; "auto" does so on CUDA only.
-A compile failure (at wrapping or at the first call) is reported once as a warning and training continues
-eagerly.
+A compile failure (at wrapping or in a compiled forward call) is reported once as a warning and training
+continues eagerly (a failure inside the compiled backward is not caught).
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lib import distributed, io
+from lib import rng as rng_lib
 from lib.processes import DiffusionProcess, process_from_dict
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -253,6 +254,8 @@ def train(process: DiffusionProcess, net: torch.nn.Module, data, config: TrainCo
         step, log = ckpt["step"], ckpt["log"]
         pending = ckpt.get("pending_losses", [])
     train_net = net
+    if ddp:  # own dropout stream per rank (the restored torch state is rank 0's), reproducible for a given N
+        torch.manual_seed(rng_lib.sample_seed(config.seed + 2, rk * 1_000_003 + step))
     if ddp:  # after loading: DDP broadcasts rank 0's weights at construction
         train_net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if cuda else None)
     fwd = CompiledOrEager(train_net, _use_compile(config.compile, device))
