@@ -525,6 +525,7 @@ def run_cases(work: Path, cases=CASES) -> List[Outcome]:
             o = case(ctx)
         except Exception as e:  # noqa: BLE001 - a case that cannot run is a failed row, not a crash
             o = Outcome(case.__name__, "(case crashed)", _exc(e), "?", False, "")
+        o.observed = o.observed.replace(str(ctx.work.resolve()), "<tmp>").replace(str(ctx.work), "<tmp>")
         print(f"  {'ok ' if o.ok else 'BAD'} {o.case} ({time.time() - t0:.1f} s): {o.observed}", flush=True)
         out.append(o)
     return out
