@@ -421,7 +421,9 @@ def interrupt_runner(ctx: Context, sig: int, value: int = 5) -> dict:
 
     Returns what was observed: exit codes, the damaged files of the interrupted notebook's previous results,
     half-written files, and the re-run's output."""
+    from lib.experiment import code_hash
     ctx.prepare()
+    lib_before = code_hash()  # the skip key includes lib/: an edit to lib/ meanwhile legitimately re-runs toy_a
     before = tree_hashes(ctx.results / "toy_b")
     ctx.hold.write_text("hold")
     proc = start_runner("--notebooks", ctx.nbs, "--results", ctx.results, "-p", f"value={value}",
@@ -445,7 +447,7 @@ def interrupt_runner(ctx: Context, sig: int, value: int = 5) -> dict:
     return {"rc": rc, "out": out, "damaged": changed_files(before, after), "new_in_b": sorted(set(after) - set(before)),
             "half_written": half, "a_value_after_kill": a_value, "value": value, "rerun": rerun, "b_value_after_rerun":
             b_metrics["value"], "a_skipped": "unchanged since its last successful run" in rerun.stdout.split(
-                "toy_b")[0], "staging_left": staging_left}
+                "toy_b")[0] or code_hash() != lib_before, "staging_left": staging_left}
 
 
 def _interrupt_case(ctx: Context, sig: int, value: int = 5) -> Outcome:
