@@ -28,6 +28,7 @@ import torch
 
 from lib import claims as claims_lib
 from lib import rng as rng_lib
+from lib.degradations import Degradation
 from lib.processes import PROCESSES, make_process
 from lib.profiles import Profile, get_profile
 
@@ -307,16 +308,14 @@ def perturbed_oracle(x0: torch.Tensor, eps: float, mode: str, seed: int, smooth:
     return net
 
 
-class LinearDrift:
+class LinearDrift(Degradation):
     """The spec's toy degradation D(x, s) = x + s·e (§2 stability argument, claim C3), e a fixed image."""
 
     def __init__(self, T: int, e: torch.Tensor):
-        self.T, self.e = T, e
+        super().__init__(T)
+        self.e = e
 
-    def draw_latent(self, shape, generator, device, shared=False):
-        return None
-
-    def __call__(self, x, s, z=None):
+    def forward(self, x, s, z=None):
         s = torch.as_tensor(s, dtype=x.dtype).reshape(-1, 1, 1, 1) if torch.is_tensor(s) else float(s)
         return x + s * self.e.to(x)
 
