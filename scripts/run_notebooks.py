@@ -53,11 +53,15 @@ def notebook_list(nb_dir: Path, only: str | None):
     return nbs
 
 
-def load_params(nb_dir: Path, profile: str, stem: str) -> dict:
+def params_table(nb_dir: Path, profile: str) -> dict:
+    """notebooks/params/<profile>.yaml as a dict ({} when absent)."""
     import yaml
     f = nb_dir / "params" / f"{profile}.yaml"
-    table = yaml.safe_load(f.read_text()) if f.exists() else {}
-    table = table or {}
+    return (yaml.safe_load(f.read_text()) if f.exists() else {}) or {}
+
+
+def load_params(nb_dir: Path, profile: str, stem: str, table: dict | None = None) -> dict:
+    table = params_table(nb_dir, profile) if table is None else table
     return {**(table.get("all") or {}), **(table.get(stem) or {}), "profile": profile}
 
 
@@ -110,11 +114,10 @@ def notebook_params(nb: Path, profile: str, extra: dict) -> dict:
 
 def check_params(nb: Path, profile: str, extra: dict) -> dict:
     """Validated parameters of one notebook (ParameterError names the unknown / mistyped ones)."""
-    import yaml
-    f = nb.parent / "params" / f"{profile}.yaml"
-    table = (yaml.safe_load(f.read_text()) if f.exists() else {}) or {}
+    table = params_table(nb.parent, profile)
     shared = set(table.get("all") or {}) - set(table.get(nb.stem) or {}) - set(extra)
-    return validate_parameters(nb, notebook_params(nb, profile, extra), declared=notebook_parameters(nb),
+    return validate_parameters(nb, {**load_params(nb.parent, profile, nb.stem, table), **extra},
+                               declared=notebook_parameters(nb),
                                ignore_unknown=shared)  # keys under "all" need not exist in every notebook
 
 
@@ -254,7 +257,7 @@ def run_one_logged(nb: Path, *args) -> dict:
 def report(rec: dict, args) -> int:
     """Print one notebook's outcome; 1 when it failed."""
     if rec.get("skipped"):
-        print(f"    unchanged since its last successful run: skipped (use --force to re-run)", flush=True)
+        print("    unchanged since its last successful run: skipped (use --force to re-run)", flush=True)
     elif rec["status"] == "ok":
         out = Path(args.results) / rec["notebook"] / result_folder(args.profile, rec["parameters"]) / "report.html"
         print(f"    ok in {rec['seconds']} s -> {out}", flush=True)
@@ -296,12 +299,11 @@ def main(argv=None) -> int:
     bad = []
     for nb in nbs:  # every notebook's parameters are checked before any runs
         try:
-            extra_nb = check_params(nb, args.profile, extra)
+            checked = check_params(nb, args.profile, extra)
         except ParameterError as exc:
             bad.append(str(exc))
             continue
-        if extra_nb != notebook_params(nb, args.profile, extra):  # a number given for a str parameter
-            extra = {**extra, **{k: v for k, v in extra_nb.items() if k in extra}}
+        extra = {k: checked.get(k, v) for k, v in extra.items()}  # e.g. a number given for a str parameter
     if bad:
         print("error: bad notebook parameters, nothing was run:\n" + "\n".join(bad), file=sys.stderr)
         return 2
