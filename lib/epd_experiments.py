@@ -50,11 +50,6 @@ PAPER_METRIC = "FID (Inception-v3, dgm-eval, 30k samples, 128²)"
 # ----------------------------------------------------------------------------------------------------------
 # Setup
 
-def results_profile(profile: str, tag: str = "") -> str:
-    """Results sub-folder: ``<profile>`` or ``<profile>_<tag>`` (e.g. quick_afhq_cat)."""
-    return f"{profile}_{tag}" if tag else profile
-
-
 def setup(notebook: str, profile: str, dataset: str = "mnist", data_root: str = "", resolution: int = 32,
           seeds: Sequence[int] = (0,), device: str = "auto", tag: str = "", n_eval: int = 0,
           train_steps: int = 0, weights: str = "ema", threads: int = 0, T: int = 0,
@@ -77,7 +72,7 @@ def setup(notebook: str, profile: str, dataset: str = "mnist", data_root: str = 
     budget = ({"ddpm": matched_betas(T), EPD: matched_betas(T), "ihdm": {"K": T}, "bndm": {"S": min(T, 1000)}}
               if T and profile != "smoke" else {})
     dev = experiment.default_device() if device == "auto" else device
-    run = experiment.Run(notebook, results_profile(profile, tag), list(seeds), dev)
+    run = experiment.Run(notebook, experiment.result_folder(profile, tag), list(seeds), dev)
     ds = data.load_dataset(dataset, data_root=data_root or None, resolution=resolution)
     x = ds.float()
     real = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:prof.n_eval]]

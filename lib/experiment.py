@@ -11,6 +11,7 @@ import datetime as _dt
 import hashlib
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
@@ -78,6 +79,12 @@ def provenance(profile: str, seeds: Iterable[int], device: Any) -> Dict[str, Any
             "versions": library_versions()}
 
 
+def result_folder(profile: str, tag: str = "") -> str:
+    """Results sub-folder of a run: ``<profile>``, or ``<profile>_<tag>`` with a tag (e.g. quick_afhq_cat).
+    The notebooks and the runner (which stages and publishes that folder) both name it here."""
+    return f"{profile}_{tag}" if tag else profile
+
+
 class Run:
     """Output folder ``results/<notebook>/<profile>/`` and its artifact writers (all writes are atomic)."""
 
@@ -121,6 +128,23 @@ class ParameterError(ValueError):
 
 _TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "list": (list, tuple),
           "tuple": (list, tuple), "dict": (dict,)}
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value (``-p NAME=VALUE``, ``--set KEY=VALUE``) read as YAML: ``0.5``, ``true``,
+    ``[0, 1]``, ``afhq_cat``; plus ``1e-3``, which YAML 1.1 leaves a string, read as a float.  An empty
+    value is the empty string."""
+    import yaml
+    if not text.strip():
+        return ""
+    try:
+        v = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return float(v) if isinstance(v, str) and _FLOAT.fullmatch(v.strip()) else v
 
 
 def notebook_parameters(notebook) -> Dict[str, dict]:

@@ -47,7 +47,9 @@ def budget_profile(name: str, train_steps: int = 0, T: int = 0, n_eval: int = 0,
     if over:
         import dataclasses
         desc = ", ".join(f"{k}={v}" for k, v in over.items())
-        prof = dataclasses.replace(prof, note=f"{prof.note} | this notebook: {desc}")
+        default = prof.note.split(": ", 1)[-1]
+        prof = dataclasses.replace(prof, note=f"{name}, this notebook: {desc} (replacing the {name} profile's "
+                                              f"defaults; the profile itself: {default})")
     return prof
 
 

@@ -6,7 +6,9 @@
 
 Under torchrun every rank joins the process group (NCCL on CUDA, gloo on CPU), the profile's batch is the
 *global* batch (split evenly over the ranks), rank 0 writes the checkpoint, and ``--samples`` are generated
-split over the ranks and written by rank 0 as ``samples.pt`` (uint8 [N, C, H, W], image i from (seed, i)).
+split over the ranks and written by rank 0 as ``samples.pt`` (uint8 [N, C, H, W], image i from (seed, i));
+``--evaluate`` then scores them against as many training images (``lib.study.evaluate``: FD/FID, precision/recall,
+SWD), with the feature extraction split over the ranks, and rank 0 writes ``metrics.json`` beside them.
 The checkpoint does not depend on the number of processes: a run may be resumed with a different one.
 Without ``--run-dir`` the checkpoint goes where the notebooks look for it (``cache/runs/models/<key>``), so a
 model trained here is reused by the notebooks with the same profile, data and code.
@@ -14,7 +16,6 @@ model trained here is reused by the notebooks with the same profile, data and co
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import sys
 from pathlib import Path
@@ -25,14 +26,13 @@ from lib import distributed, io
 from lib.data import load_dataset
 from lib.profiles import PROFILES, get_profile
 from lib.processes import PROCESSES
-from lib.study import prior_images, process_for_profile, sample_model, train_model
+from lib.study import evaluate, extractor_for, prior_images, process_for_profile, random_subset, sample_model, train_model
 
 
 def _value(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+    """A ``--set`` value, read as the notebook runner reads ``-p NAME=VALUE`` (``lib.experiment.parse_value``)."""
+    from lib.experiment import parse_value
+    return parse_value(text)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,12 +52,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="process config override, e.g. --set edge_norm=image (repeatable)")
     ap.add_argument("--samples", type=int, default=0, help="generate this many images after training")
+    ap.add_argument("--evaluate", action="store_true",
+                    help="score the --samples against as many training images; writes metrics.json")
     ap.add_argument("--no-progress", action="store_true")
     return ap.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.evaluate and not args.samples:
+        raise SystemExit("--evaluate scores the generated images: give --samples N as well")
     device = distributed.init_from_env(args.device)
     try:
         profile = get_profile(args.profile)
@@ -86,6 +90,16 @@ def main(argv=None) -> int:
                 out = res.checkpoint.parent / "samples.pt"
                 io.torch_save(((imgs + 1) * 127.5).round().clamp(0, 255).to(torch.uint8), out)
                 summary["samples"] = str(out)
+            if args.evaluate:
+                if distributed.is_main():  # trains (or loads) the extractor once; the other ranks load its cache
+                    extractor_for(args.dataset, args.data_root)
+                distributed.barrier()
+                real = random_subset(x, min(len(x), args.samples), seed=0)
+                row = evaluate(imgs, real, args.dataset, args.data_root)  # features split over the ranks
+                if distributed.is_main():
+                    out = res.checkpoint.parent / "metrics.json"
+                    io.write_text(out, json.dumps({**summary, "metrics": row}, indent=1, default=str) + "\n")
+                    summary["metrics"] = str(out)
         if distributed.is_main():
             print(json.dumps(summary))
     finally:

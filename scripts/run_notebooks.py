@@ -38,7 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lib import io  # noqa: E402
-from lib.experiment import ParameterError, code_hash, notebook_parameters, validate_parameters  # noqa: E402
+from lib.experiment import (ParameterError, code_hash, notebook_parameters, parse_value,  # noqa: E402
+                            validate_parameters)
+from lib.experiment import result_folder as lib_result_folder  # noqa: E402
 
 PROFILES = ("smoke", "quick", "gpu", "paper")
 STAGING = ".staging"          # results/.staging/<nb>/<folder>/: the kernel's DIFFUSION_RESULTS_DIR while it runs
@@ -66,14 +68,14 @@ def load_params(nb_dir: Path, profile: str, stem: str, table: dict | None = None
 
 
 def parse_param_overrides(items) -> dict:
-    """['seeds=[0, 1]', 'tag=afhq_cat'] -> {'seeds': [0, 1], 'tag': 'afhq_cat'} (values parsed as YAML)."""
-    import yaml
+    """['seeds=[0, 1]', 'tag=afhq_cat'] -> {'seeds': [0, 1], 'tag': 'afhq_cat'} (``lib.experiment.parse_value``:
+    YAML, and ``1e-3`` a float)."""
     out = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip().isidentifier():
             raise ValueError(f"--param expects NAME=VALUE (e.g. -p seeds=[0,1]), got {item!r}")
-        out[name.strip()] = yaml.safe_load(value) if value.strip() else ""
+        out[name.strip()] = parse_value(value)
     return out
 
 
@@ -104,8 +106,7 @@ def failure_summary(exc: BaseException) -> str:
 
 def result_folder(profile: str, params: dict) -> str:
     """results/<nb>/<this>/: the profile, with ``_<tag>`` when a tag parameter is given."""
-    tag = str(params.get("tag") or "")
-    return f"{profile}_{tag}" if tag else profile  # lib.epd_experiments.results_profile
+    return lib_result_folder(profile, str(params.get("tag") or ""))
 
 
 def notebook_params(nb: Path, profile: str, extra: dict) -> dict:
@@ -139,7 +140,7 @@ def _finish_publish(stage: Path, out_root: Path) -> None:
     """Move the folders of a staging root listed in its PUBLISH.json into the results tree (idempotent).
 
     The main folder is swapped whole: results/<rel> is renamed to <stage>/.old/<rel>, the staged folder renamed
-    onto results/<rel>, the old one deleted.  Other folders the notebook wrote (e.g. a ``run_tag`` variant) are
+    onto results/<rel>, the old one deleted.  Other folders the notebook wrote (e.g. a second tagged folder) are
     merged file by file (os.replace each), as a notebook writing there directly would have done.
     """
     plan = json.loads((stage / PUBLISH).read_text())

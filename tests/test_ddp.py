@@ -6,9 +6,11 @@ compare it with 1-process runs of the same global batch.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import socket
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -16,6 +18,9 @@ import torch.multiprocessing as mp
 
 from lib import distributed, io
 from lib import train as train_lib
+from lib.metrics import ClassifierExtractor, reference_features
+from lib.metrics import features as features_mod
+from lib.metrics.features import SmallConvNet
 from lib.processes import make_process
 from lib.sampling import generate
 from lib.train import CHECKPOINT_NAME, TrainConfig, build_from_checkpoint, train
@@ -28,6 +33,13 @@ pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_avai
 PROCESS = ("edge_preserving", {"T": 20, "edge_norm": "image"})  # "batch" couples a batch
 CFG = TrainConfig(steps=6, batch_size=4, lr=1e-3, ckpt_every=3, log_every=1, seed=3)
 N_GEN, SEED_GEN = 5, 11
+N_FEAT = 7  # feature extraction of 7 images on 2 ranks: shares of 4 and 3, batches of 2
+
+
+def _extractor():
+    torch.manual_seed(5)
+    meta = {"heldout_accuracy": 0.0, "resolution": [16, 16], "run_hash": "ddptest"}
+    return ClassifierExtractor("toyclf", SmallConvNet(10, width=4), meta, device="cpu")
 
 
 def _net():
@@ -56,7 +68,20 @@ def _worker(rank: int, world: int, port: int, run_dir: str, out_dir: str):
         res = train(proc, _net(), _data(), CFG, run_dir=run_dir, progress=False)
         train_lib.io.torch_save = real_save
         imgs = generate(proc, res.ema, N_GEN, (3, 16, 16), SEED_GEN, batch_size=2, progress=False)
-        torch.save({"log": res.log, "saves": saves, "generated": imgs, "world": distributed.world_size()},
+        ext, feat_imgs = _extractor(), _data()[:N_FEAT]
+        calls = []
+        real_forward = ext._forward
+        ext._forward = lambda x: (calls.append(len(x)), real_forward(x))[1]
+        feats = ext.features(feat_imgs, batch_size=2)
+        writes = []
+        real_atomic = features_mod.atomic_path
+        features_mod.atomic_path = lambda path, **kw: (writes.append(str(path)), real_atomic(path, **kw))[1]
+        ref = reference_features(ext, feat_imgs, "ddp-test", cache_dir=f"{out_dir}/fid_stats")
+        features_mod.atomic_path = real_atomic
+        stats_files = sorted(os.listdir(f"{out_dir}/fid_stats"))  # after reference_features' barrier
+        torch.save({"log": res.log, "saves": saves, "generated": imgs, "world": distributed.world_size(),
+                    "features": feats, "feature_batches": calls, "ref_features": ref,
+                    "stats_writes": writes, "stats_files": stats_files},
                    f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -123,6 +148,22 @@ def test_distributed_generate_equals_single_process(two_proc):
     torch.testing.assert_close(r1["generated"], r0["generated"], rtol=0, atol=0)
 
 
+def test_distributed_features_equal_single_process(two_proc):
+    """FID feature extraction is split over the ranks (4 + 3 images) and gathered in order on every rank;
+    the reference cache is written once, by rank 0."""
+    _, (r0, r1) = two_proc
+    ext, imgs = _extractor(), _data()[:N_FEAT]
+    single = ext.features(imgs, batch_size=2)
+    assert r0["features"].shape == single.shape == (N_FEAT, ext.dim)
+    assert r0["feature_batches"][:2] == [2, 2] and r1["feature_batches"][:2] == [2, 1]  # each its own share
+    np.testing.assert_allclose(r0["features"], single, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(r1["features"], r0["features"])
+    np.testing.assert_array_equal(r1["ref_features"], r0["ref_features"])
+    np.testing.assert_allclose(r0["ref_features"], single, rtol=1e-5, atol=1e-6)
+    assert len(r0["stats_writes"]) == 1 and r1["stats_writes"] == []
+    assert r1["stats_files"] == r0["stats_files"] == [r0["stats_writes"][0].rsplit("/", 1)[1]]
+
+
 # --- no processes spawned -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["ddpm", "edge_preserving", "ihdm", "bndm", "cold_blur", "cold_inpaint",
@@ -165,6 +206,17 @@ def test_helpers_in_a_single_process():
     distributed.barrier()
 
 
+def test_train_cli_set_values_read_as_yaml():
+    from lib.train_cli import _value
+    assert [_value(v) for v in ("0.5", "true", "[1, 2]", "image", "1e-3")] == [0.5, True, [1, 2], "image", 1e-3]
+
+
+def test_train_cli_evaluate_needs_samples():
+    from lib import train_cli
+    with pytest.raises(SystemExit, match="--samples"):
+        train_cli.main(["--process", "ddpm", "--evaluate"])
+
+
 def test_train_cli_under_torchrun_then_resumed_alone(tmp_path, capsys):
     """``torchrun --nproc_per_node=2 -m lib.train_cli`` trains and samples; one plain process continues it."""
     import json
@@ -180,12 +232,14 @@ def test_train_cli_under_torchrun_then_resumed_alone(tmp_path, capsys):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                           f"--master_port={_free_port()}", "-m", "lib.train_cli", *common, "--steps", "4",
-                          "--samples", "3"],
+                          "--samples", "8", "--evaluate"],
                          cwd=root, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["world_size"] == 2 and summary["step"] == 4
     samples = torch.load(summary["samples"])
-    assert samples.dtype == torch.uint8 and samples.ndim == 4 and samples.shape[:2] == (3, 1)
+    assert samples.dtype == torch.uint8 and samples.ndim == 4 and samples.shape[:2] == (8, 1)
+    metrics = json.loads(Path(summary["metrics"]).read_text())["metrics"]  # features split over the 2 ranks
+    assert metrics["n_fake"] == metrics["n_real"] == 8 and np.isfinite(metrics["FD_mnistclf"])
     assert train_cli.main(common + ["--steps", "6"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 6

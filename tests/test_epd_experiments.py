@@ -94,8 +94,9 @@ def test_trajectory_proxies():
 
 
 def test_results_profile_tag():
-    assert E.results_profile("quick") == "quick"
-    assert E.results_profile("quick", "afhq_cat") == "quick_afhq_cat"
+    from lib.experiment import result_folder
+    assert result_folder("quick") == "quick"
+    assert result_folder("quick", "afhq_cat") == "quick_afhq_cat"
 
 
 def test_cost_table_smoke(tmp_path, monkeypatch):

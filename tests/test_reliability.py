@@ -131,6 +131,13 @@ def test_parameters_are_checked_against_the_parameters_cell(tmp_path):
     assert validate_parameters(nb, {"other": 1}, ignore_unknown=["other"]) == {"other": 1}
 
 
+def test_command_line_values_are_read_as_yaml_with_scientific_floats():
+    from lib.experiment import parse_value
+    vals = ["0.5", "1e-3", "-2E+4", "3", "true", "[0, 1]", "afhq_cat", "", "1e", "{a: 1}"]
+    assert [parse_value(v) for v in vals] == [0.5, 1e-3, -2e4, 3, True, [0, 1], "afhq_cat", "", "1e", {"a": 1}]
+    assert isinstance(parse_value("3"), int) and isinstance(parse_value("1e-3"), float)
+
+
 def test_runner_rejects_bad_parameters_before_running_anything(tmp_path):
     nbs = tmp_path / "nbs"
     rr.write_toy_notebook(nbs / "toy.ipynb")

@@ -36,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from lib import distributed
 from lib.io import atomic_path, torch_save
 from lib.metrics.fid import Stats, feature_stats
 from lib.metrics.image import to_uint8_rgb
@@ -90,8 +91,21 @@ class FeatureExtractor:
     num_threads: Optional[int] = None
     cache_id: str = ""       # Identifies the exact network (weights) in cache file names.
 
-    def features(self, images, batch_size: Optional[int] = None, progress: Optional[bool] = None) -> np.ndarray:
-        """Features float32 [N, dim] of images [N, C, H, W] (float in [-1, 1] or uint8)."""
+    def features(self, images, batch_size: Optional[int] = None, progress: Optional[bool] = None,
+                 split: Optional[bool] = None) -> np.ndarray:
+        """Features float32 [N, dim] of images [N, C, H, W] (float in [-1, 1] or uint8).
+
+        split -- under a multi-process group (``lib.distributed``; default: split whenever one is active)
+                 each rank extracts a contiguous share of the images and the shares are gathered in order,
+                 so every rank returns the features of all N images, as a single process would.
+        """
+        if split is None:
+            split = distributed.is_distributed()
+        if split and distributed.is_distributed():
+            lo, hi = distributed.shard(len(images))
+            part = self.features(images[lo:hi], batch_size, progress=progress if distributed.is_main() else False,
+                                 split=False)
+            return distributed.all_gather_cat(torch.from_numpy(part)).numpy()
         u8 = to_uint8_rgb(images)
         bs = int(batch_size or self.batch_size)
         show = len(u8) >= PROGRESS_MIN_IMAGES if progress is None else progress
@@ -445,10 +459,12 @@ def reference_features(extractor: FeatureExtractor, images, key: str, cache_dir=
     if path.is_file():
         with np.load(path) as z:
             return z["features"]
-    feats = extractor.features(images)
-    mu, sigma = feature_stats(feats)
-    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
-        np.savez(f, features=feats, mu=mu, sigma=sigma, n=len(feats), column=extractor.name, key=key)
+    feats = extractor.features(images)  # split over the ranks under a process group
+    if distributed.is_main():
+        mu, sigma = feature_stats(feats)
+        with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:
+            np.savez(f, features=feats, mu=mu, sigma=sigma, n=len(feats), column=extractor.name, key=key)
+    distributed.barrier()  # the file exists on every rank's return (reference_stats reads it)
     return feats
 
 
