@@ -28,6 +28,8 @@ FAMILY_TRAINING = {
     "cold": dict(optimizer="adam", lr=2e-5),
 }
 
+COMPILED_PROFILES = ("gpu", "paper")   # profiles whose training and sampling use torch.compile on CUDA
+
 
 def family(name: str) -> str:
     return "cold" if name.startswith("cold_") else name
@@ -53,6 +55,8 @@ def train_config(name: str, profile: Profile, seed: int, **overrides) -> TrainCo
         fam.update(lr=profile.lr, warmup_steps=min(fam.get("warmup_steps", 0), profile.train_steps // 10))
     cfg = dict(steps=profile.train_steps, batch_size=profile.batch_size, seed=seed, ema_decay=profile.ema_decay,
                ckpt_every=max(1, min(1000, profile.train_steps // 4)), log_every=max(1, profile.train_steps // 50))
+    if profile.name in COMPILED_PROFILES:
+        cfg["compile"] = "auto"  # torch.compile on CUDA (eager fallback); nothing changes on a CPU
     return TrainConfig(**{**cfg, **fam, **overrides})
 
 
@@ -91,8 +95,13 @@ def train_model(process: DiffusionProcess, data, profile: Profile, seed: int, ru
 
 def sample_model(process: DiffusionProcess, net, n: int, image_shape: Sequence[int], seed: int, profile: Profile,
                  device="cpu", prior_data: Optional[torch.Tensor] = None, progress: bool = True) -> torch.Tensor:
-    """Seed-addressed samples in [-1, 1] (image i depends only on (seed, i))."""
-    return generate(process, net.to(device).eval(), n, image_shape, seed, batch_size=profile.sample_batch,
+    """Seed-addressed samples in [-1, 1] (image i depends only on (seed, i)).  Under the GPU profiles on CUDA
+    the network runs through ``torch.compile`` (``lib.train.CompiledOrEager``: eager if compiling fails)."""
+    net = net.to(device).eval()
+    if torch.device(device).type == "cuda" and profile.name in COMPILED_PROFILES:
+        from lib.train import CompiledOrEager
+        net = CompiledOrEager(net, True)
+    return generate(process, net, n, image_shape, seed, batch_size=profile.sample_batch,
                     device=device, prior_data=prior_data, progress=progress)
 
 
@@ -122,22 +131,28 @@ def registered_families() -> Dict[str, str]:
 
 
 NATURAL_IMAGE_SETS = ("afhq_cat", "celeba", "lsun_church")
+ENV_FD_EXTRACTOR = "DIFFUSION_FD_EXTRACTOR"   # a trained cifarclf file, for machines without CIFAR-10 (GPU runs)
 
 
 def extractor_for(dataset: str, data_root: Optional[str] = None):
     """The feature extractor a table uses: Inception when its weights are present (the only column comparable
-    with the papers), else the project's own classifier for the dataset (evaluation.md), else None (SWD only)."""
+    with the papers), else the project's own classifier for the dataset (evaluation.md), else None (SWD only).
+
+    For colour sets without CIFAR-10 beside them, env ``DIFFUSION_FD_EXTRACTOR`` may name a trained
+    ``cifarclf_<hash>.pt`` (``lib.metrics.load_classifier_extractor``): the same network as here."""
+    import os
     from lib import metrics
     if metrics.inception_available():
         return metrics.get_extractor("inception")
     if dataset == "mnist":
         return metrics.get_extractor("mnistclf")
-    if dataset == "cifar10" and data_root:
-        return metrics.get_extractor("cifarclf", data_root=data_root)
-    if dataset in NATURAL_IMAGE_SETS and data_root and (Path(data_root) / "cifar10").is_dir():
+    natural = dataset == "cifar10" or dataset in NATURAL_IMAGE_SETS
+    if natural and data_root and (dataset == "cifar10" or (Path(data_root) / "cifar10").is_dir()):
         # Stand-in backbone for other natural-image sets (AFHQ-Cat, CelebA, LSUN): the CIFAR-10 classifier's
         # features, trained from <data_root>/cifar10. The column is named FD_cifarclf, so it is never read as FID.
         return metrics.get_extractor("cifarclf", data_root=data_root)
+    if natural and os.environ.get(ENV_FD_EXTRACTOR):
+        return metrics.load_classifier_extractor(os.environ[ENV_FD_EXTRACTOR])
     return None
 
 

@@ -131,3 +131,21 @@ def test_extractor_for_natural_images_uses_cifar_classifier_only_when_cifar_is_t
     assert calls == [("cifarclf", {"data_root": str(tmp_path)})]
     assert study.extractor_for("sketch", str(tmp_path)) is None            # not a natural-image set
     assert study.extractor_for("mnist") == "mnistclf"
+    # a trained classifier file named by the environment (GPU runs, no CIFAR-10 there); a cifar10/ folder wins
+    monkeypatch.setattr(metrics, "load_classifier_extractor", lambda path: ("file", path))
+    monkeypatch.setenv(study.ENV_FD_EXTRACTOR, "/pack/cifarclf_abc.pt")
+    assert study.extractor_for("afhq_cat", str(tmp_path / "pack")) == ("file", "/pack/cifarclf_abc.pt")
+    assert study.extractor_for("celeba", None) == ("file", "/pack/cifarclf_abc.pt")
+    assert study.extractor_for("afhq_cat", str(tmp_path)) == "cifarclf"
+    assert study.extractor_for("sketch", str(tmp_path)) is None
+
+
+def test_gpu_profiles_compile_on_cuda_only_and_quick_models_keep_their_config():
+    from lib import study
+    from lib.profiles import get_profile
+    from lib.train import _use_compile
+    assert study.train_config("ddpm", get_profile("quick"), 0).compile == "off"
+    for name in ("gpu", "paper"):
+        cfg = study.train_config("edge_preserving", get_profile(name), 0)
+        assert cfg.compile == "auto"
+        assert _use_compile(cfg.compile, torch.device("cuda")) and not _use_compile(cfg.compile, torch.device("cpu"))

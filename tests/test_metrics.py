@@ -9,7 +9,8 @@ import torch
 from lib.metrics import (ClassifierExtractor, InceptionExtractor, MissingWeightsError, evaluate_samples,
                          feature_stats, fid_from_features, frechet_distance, get_extractor,
                          high_frequency_power, inception_available, precision_recall, radial_power_spectrum,
-                         reference_stats, rmse, ssim, swd, to_uint8_rgb, train_classifier_extractor)
+                         reference_stats, rmse, ssim, swd, to_uint8_rgb, train_classifier_extractor,
+                         load_classifier_extractor)
 from lib.metrics.features import FID_WEIGHTS_FILENAME, find_inception_weights, reference_path
 
 
@@ -216,6 +217,23 @@ def test_mnistclf_trains_caches_and_is_deterministic(mnistclf, digits):
     again = get_extractor("mnistclf", cache_dir=cache)
     assert again.loaded_from_cache and again.info()["train_data_hash"] == ext.info()["train_data_hash"]
     assert again.heldout_accuracy == ext.heldout_accuracy and np.array_equal(again.features(x), f1)
+
+
+def test_classifier_extractor_loads_from_its_file_without_training_data(mnistclf, digits, tmp_path):
+    """What a GPU run gets (scripts/gpu_pack.py): the trained file alone, elsewhere, gives the same features."""
+    ext, _ = mnistclf
+    moved = tmp_path / ext.path.name
+    moved.write_bytes(ext.path.read_bytes())
+    again = load_classifier_extractor(moved, verbose=False)
+    assert (again.name, again.cache_id, again.heldout_accuracy) == (ext.name, ext.cache_id, ext.heldout_accuracy)
+    x = digits[0][:64]
+    assert np.array_equal(again.features(x), ext.features(x))
+    renamed = tmp_path / "mnistclf_000000000000.pt"
+    renamed.write_bytes(ext.path.read_bytes())
+    with pytest.raises(ValueError, match="does not match its own run hash"):
+        load_classifier_extractor(renamed)
+    with pytest.raises(FileNotFoundError, match="get_extractor"):
+        load_classifier_extractor(tmp_path / "cifarclf_missing.pt")
 
 
 def test_mnistclf_fd_separates_real_from_noise(mnistclf, digits):

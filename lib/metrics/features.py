@@ -330,6 +330,28 @@ def _accuracy(net: nn.Module, u8: torch.Tensor, labels: torch.Tensor, batch_size
     return correct / max(len(u8), 1)
 
 
+def load_classifier_extractor(path, device: str = "cpu", num_threads: Optional[int] = 1,
+                              verbose: bool = True) -> ClassifierExtractor:
+    """A trained classifier extractor from its file ``<name>_<run_hash>.pt`` (what ``train_classifier_extractor``
+    writes), without its training data: how a run on another machine (``scripts/gpu_pack.py``) uses the very
+    network trained here.  Same weights, same column and ``cache_id`` as where it was trained."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no classifier extractor file {path}: train it with lib.metrics.get_extractor(name, "
+                                f"data_root=...) (it lands in {EXTRACTOR_CACHE_DIR}) and copy that file here")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    meta = ckpt["meta"]
+    name = path.stem.rsplit("_", 1)[0]
+    if meta.get("run_hash") and not path.stem.endswith(meta["run_hash"]):
+        raise ValueError(f"{path.name} does not match its own run hash {meta['run_hash']}: renamed or corrupt")
+    net = SmallConvNet(meta["n_classes"], meta["config"]["width"])
+    net.load_state_dict(ckpt["state_dict"])
+    ext = ClassifierExtractor(name, net, meta, path, True, device, num_threads)
+    if verbose:
+        print(f"[{name}] loaded {path.name}: held-out accuracy {ext.heldout_accuracy:.4f}")
+    return ext
+
+
 def train_classifier_extractor(
     name: str = "mnistclf",               # Extractor name; column FD_<name>.
     images_u8=None,                       # Training images [N, C, H, W] (uint8 or [-1, 1]); None: lib.data's set for name.
@@ -373,13 +395,7 @@ def train_classifier_extractor(
     path = Path(cache_dir or EXTRACTOR_CACHE_DIR) / f"{name}_{run_hash}.pt"
 
     if path.is_file() and not force:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        net = SmallConvNet(ckpt["meta"]["n_classes"], ckpt["meta"]["config"]["width"])
-        net.load_state_dict(ckpt["state_dict"])
-        ext = ClassifierExtractor(name, net, ckpt["meta"], path, True, device, num_threads)
-        if verbose:
-            print(f"[{name}] loaded {path.name}: held-out accuracy {ext.heldout_accuracy:.4f}")
-        return ext
+        return load_classifier_extractor(path, device, num_threads, verbose)
 
     n_classes = int(labels.max()) + 1
     fit, held = _heldout_split(labels, seed, heldout_fraction)
