@@ -214,6 +214,18 @@ def extractor_file(data_root: str):
     return get_extractor("cifarclf", data_root=data_root).path
 
 
+def source_commit(root: Path = ROOT) -> str:
+    """HEAD, with '-dirty' when the code that travels has uncommitted changes (the results' provenance)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "lib", "notebooks", "scripts", "benchmarks"],
+                               cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def device_call(out: Path) -> dict:
     rel = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
     return {"command": f"python3 scripts/gpu_run.py --pack {rel}", "carry": [str(rel)]}
@@ -279,7 +291,7 @@ def main(argv=None) -> int:
             s["env"] = {k: v.replace("{extractor}", extractor) for k, v in s["env"].items()}
     call = device_call(out)
     write_text(out / "manifest.json", json.dumps({
-        "plan": steps, "plan_name": args.plan, "packs": manifest, "wheels": [w.name for w in wheels],
+        "plan": steps, "plan_name": args.plan, "commit": source_commit(), "packs": manifest, "wheels": [w.name for w in wheels],
         "python_version": args.python_version, "extractor": ext.name if ext else None,
         "device_call": call}, indent=1) + "\n")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
@@ -293,6 +305,8 @@ def main(argv=None) -> int:
           f"{ext.name if ext else 'none'}")
     print(f"pack {size / MIB:.1f} MiB in {out} + working tree {tree / MIB:.1f} MiB = "
           f"{(size + tree) / MIB:.1f} of {args.budget_mib:g} MiB (git-ignored: cache/)")
+    if not out.is_relative_to(ROOT):
+        print(f"note: {out} lies outside the repository; the device tool carries only paths inside it")
     print("device call (repeat it until gpu_state.json shows every step done; a warm machine resumes):")
     print(f"  run(command={call['command']!r}, carry={call['carry']!r}, timeout_s=600)")
     print("then: python scripts/gpu_run.py --unpack <files_at>/gpu_results.tar.gz")

@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +36,7 @@ import time
 from pathlib import Path, PurePosixPath
 
 ROOT = Path(__file__).resolve().parents[1]
-SITE = Path("/tmp/site")                    # where the wheels go (the device README's convention)
+SITE = Path(os.environ.get("GPU_RUN_SITE", "/tmp/site"))  # where the wheels go (the device README's)
 STATE_DIR = ROOT / "cache" / "gpu_state"    # git-ignored; survives between calls while the machine is warm
 ARCHIVE = "gpu_results.tar.gz"
 GRACE_S = 45                                # after SIGINT, before SIGKILL
@@ -69,6 +70,9 @@ def install_wheels(pack: Path, site: Path = SITE) -> dict:
         stamp.write_text(want)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH", "")) if p)
     env["PATH"] = os.pathsep.join((str(site / "bin"), env.get("PATH", "")))
+    # data files of the wheels (nbconvert's HTML templates, ipykernel's kernel spec) land in <site>/share/jupyter
+    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(site / "share" / "jupyter"), env.get("JUPYTER_PATH", ""))
+                                          if p)
     return env
 
 
@@ -87,36 +91,37 @@ def step_env(step: dict, pack: Path, env: dict) -> dict:
     return {**env, **{k: v for k, v in extra.items() if v}}
 
 
-def run_step(argv: list, env: dict, deadline: float, logf) -> str:
+def run_step(argv: list, env: dict, deadline: float, logf, root: Path = ROOT, grace_s: float = GRACE_S) -> str:
     """Run one step until it ends or the deadline; returns "done", "failed (rc N)" or "stopped at deadline"."""
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(argv, cwd=root, env=env, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         rc = proc.wait(timeout=None if deadline == float("inf") else max(1.0, deadline - time.time()))
         return "done" if rc == 0 else f"failed (rc {rc})"
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGINT)
         try:
-            proc.wait(timeout=GRACE_S)
+            proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         return "stopped at deadline"
 
 
-def export(paths: list, out: Path, state: dict) -> Path:
+def export(paths: list, out: Path, state: dict, root: Path = ROOT) -> Path:
     """tar.gz of the finished steps' result paths (relative to the repo root, all under results/)."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".{ARCHIVE}.tmp"
     with tarfile.open(tmp, "w:gz") as tar:
         for rel in paths:
-            if (ROOT / rel).exists():
-                tar.add(ROOT / rel, arcname=rel)
+            if (root / rel).exists():
+                tar.add(root / rel, arcname=rel)
     os.replace(tmp, out / ARCHIVE)
     (out / "gpu_state.json").write_text(json.dumps(state, indent=1) + "\n")
     return out / ARCHIVE
 
 
-def run_plan(pack: Path, budget_s: float, out: Path, state_dir: Path = STATE_DIR, site: Path = SITE) -> int:
+def run_plan(pack: Path, budget_s: float, out: Path, state_dir: Path = STATE_DIR, site: Path = SITE,
+             root: Path = ROOT, min_start_s: float = MIN_START_S, grace_s: float = GRACE_S) -> int:
     start = time.time()
     deadline = start + budget_s if budget_s > 0 else float("inf")  # 0: no deadline (own GPU server)
     manifest = load_manifest(pack)
@@ -133,7 +138,7 @@ def run_plan(pack: Path, budget_s: float, out: Path, state_dir: Path = STATE_DIR
             marker = state_dir / f"{name}-{key}.done"  # a changed step is a new step
             if marker.is_file():
                 state[name] = "done earlier"
-            elif deadline - time.time() < MIN_START_S:
+            elif deadline - time.time() < min_start_s:
                 state[name] = "not started (budget spent)"
             else:
                 argv = step_argv(step, pack)
@@ -141,13 +146,14 @@ def run_plan(pack: Path, budget_s: float, out: Path, state_dir: Path = STATE_DIR
                 logf.write(f"\n===== {name}: {' '.join(argv)}\n")
                 logf.flush()
                 t0 = time.time()
-                state[name] = run_step(argv, step_env(step, pack, env), deadline, logf)
+                state[name] = run_step(argv, step_env(step, pack, env), deadline, logf, root, grace_s)
                 log(f"step {name}: {state[name]} after {time.time() - t0:.0f} s")
                 if state[name] == "done":
                     marker.write_text(json.dumps({"seconds": round(time.time() - t0, 1)}))
             if state[name] in ("done", "done earlier"):
                 exported += step.get("results", [])
-    path = export(exported, out, {"steps": state, "budget_s": budget_s, "seconds": round(time.time() - start)})
+    path = export(exported, out, {"steps": state, "budget_s": budget_s, "seconds": round(time.time() - start),
+                                  "commit": manifest.get("commit", "")}, root)
     log(f"{sum(v.startswith('done') for v in state.values())}/{len(state)} steps done; results in {path} "
         f"({path.stat().st_size / 2**20:.1f} MiB)")
     pending = [k for k, v in state.items() if not v.startswith("done")]
@@ -156,8 +162,11 @@ def run_plan(pack: Path, budget_s: float, out: Path, state_dir: Path = STATE_DIR
     return 1 if any(v.startswith("failed") for v in state.values()) else 0
 
 
-def unpack(archive: Path, results_root: Path = ROOT) -> list:
-    """Extract a ``gpu_results.tar.gz`` into the repository (members must lie under results/)."""
+def unpack(archive: Path, root: Path = ROOT, commit: str = "") -> list:
+    """Extract a ``gpu_results.tar.gz`` into the repository: members must lie under results/; a result folder
+    (``results/<notebook>/<folder>``) in the archive replaces the one here whole.  The device's copy of the
+    tree has no .git, so its JSON files say ``"commit": "unknown"``; with ``commit`` (the pack's, from
+    gpu_state.json) those are filled in, with ``commit_source`` saying where it came from."""
     with tarfile.open(archive) as tar:
         members = tar.getmembers()
         for m in members:
@@ -165,7 +174,24 @@ def unpack(archive: Path, results_root: Path = ROOT) -> list:
             if p.is_absolute() or ".." in p.parts or not p.parts or p.parts[0] != "results" or \
                     not (m.isfile() or m.isdir()):
                 raise SystemExit(f"refusing {archive}: member {m.name!r} is not a plain path under results/")
-        tar.extractall(results_root, members=members, filter="data")
+        folders = {PurePosixPath(*PurePosixPath(m.name).parts[:3]) for m in members
+                   if len(PurePosixPath(m.name).parts) > 3}
+        for folder in folders:
+            if (root / folder).is_dir():
+                shutil.rmtree(root / folder)
+        tar.extractall(root, members=members, filter="data")
+    files = [root / m.name for m in members if m.isfile()]
+    if commit:
+        for f in files:
+            if f.suffix == ".json":
+                try:
+                    obj = json.loads(f.read_text())
+                except ValueError:
+                    continue
+                if isinstance(obj, dict) and obj.get("commit") == "unknown":
+                    obj["commit"] = commit
+                    obj["commit_source"] = "scripts/gpu_pack.py manifest (the GPU machine's copy has no .git)"
+                    f.write_text(json.dumps(obj, indent=2) + "\n")
     return sorted({str(PurePosixPath(*PurePosixPath(m.name).parts[:3])) for m in members if m.isfile()})
 
 
@@ -180,7 +206,10 @@ def main(argv=None) -> int:
     ap.add_argument("--unpack", default=None, metavar="ARCHIVE", help="here: extract a returned archive")
     args = ap.parse_args(argv)
     if args.unpack:
-        for rel in unpack(Path(args.unpack)):
+        archive = Path(args.unpack)
+        state = archive.with_name("gpu_state.json")
+        commit = json.loads(state.read_text()).get("commit", "") if state.is_file() else ""
+        for rel in unpack(archive, commit=commit):
             print(rel)
         print("now: python scripts/build_index.py, look at the reports, commit results/")
         return 0
