@@ -2,8 +2,9 @@
 # The committed real-data runs of the quick profile (issues #5 and #6), one command:
 #   EPD Table 1, the three ablations and the frequency bands on AFHQ-Cat at 32x32  -> results/<nb>/quick_afhq_cat/
 #   Cold degradations, restoration and blur+GMM generation on CIFAR-10              -> results/<nb>/quick_cifar10/
+#   EPD on sketches (Quick, Draw! strokes)                                           -> results/epd_sketches/quick_quickdraw/
 #   ./scripts/run_real_data.sh [DATA_ROOT] [more run_notebooks.py options, e.g. --force]
-# DATA_ROOT holds afhq_cat/ and cifar10/ (default ../shared/assets, the team's offline subsets; users point it at
+# DATA_ROOT holds afhq_cat/, cifar10/ and the sketches (quickdraw/ or sketch/) (default ../shared/assets, the team's offline subsets; users point it at
 # their own copies). Budgets are the quick.yaml ones with the resolution raised to 32 px; the notebooks record
 # the folder and image count they used. Incremental like run_all.sh: unchanged inputs are skipped.
 set -euo pipefail
@@ -23,5 +24,6 @@ run --only cold_degradations -p dataset=cifar10 -p tag=cifar10 "$@"   # desatura
 for nb in cold_restoration cold_generation_blur; do
   run --only "$nb" -p dataset=cifar10 -p max_images=5000 -p tag=cifar10 "$@"
 done
+run --only epd_sketches -p dataset=sketch -p tag=quickdraw "$@"
 python scripts/build_index.py || status=1
 exit "$status"
