@@ -253,10 +253,13 @@ def train(process: DiffusionProcess, net: torch.nn.Module, data, config: TrainCo
         step, log = ckpt["step"], ckpt["log"]
         pending = ckpt.get("pending_losses", [])
     train_net = net
-    if ddp:  # own dropout stream per rank (the restored torch state is rank 0's), reproducible for a given N
+    if ddp:
+        # own dropout stream per rank (the restored torch state is rank 0's), reproducible for a given N
         torch.manual_seed(rng_lib.sample_seed(config.seed + 2, rk * 1_000_003 + step))
-    if ddp:  # after loading: DDP broadcasts rank 0's weights at construction
+        # after loading: DDP broadcasts rank 0's weights at construction
         train_net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if cuda else None)
+    ema_params, net_params = list(ema.parameters()), [p.detach() for p in net.parameters()]
+    ema_buffers, net_buffers = list(ema.buffers()), list(net.buffers())
     fwd = CompiledOrEager(train_net, _use_compile(config.compile, device))
     if ddp and main and not getattr(process, "batch_independent", True):
         warnings.warn(f"{process.name} couples the images of a batch (e.g. EPD edge_norm='batch'); under DDP each "
@@ -300,11 +303,10 @@ def train(process: DiffusionProcess, net: torch.nn.Module, data, config: TrainCo
             torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
         opt.step()
         decay = min(config.ema_decay, (1 + step) / (10 + step)) if config.ema_warmup else config.ema_decay
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), net.parameters()):
-                pe.lerp_(p.detach(), 1.0 - decay)
-            for be, b in zip(ema.buffers(), net.buffers()):
-                be.copy_(b)
+        with torch.no_grad():  # one fused kernel per op for all tensors (same values as a per-tensor loop)
+            torch._foreach_lerp_(ema_params, net_params, 1.0 - decay)
+            if ema_buffers:
+                torch._foreach_copy_(ema_buffers, net_buffers)
         window.append(loss.detach())
         step += 1
         bar.update(1)

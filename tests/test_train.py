@@ -50,6 +50,27 @@ def test_training_loop_reduces_loss():
     assert res.log[-1]["loss"] < res.log[0]["loss"]
 
 
+@pytest.mark.parametrize("ema_warmup", [False, True])
+def test_ema_follows_its_recursion(tmp_path, ema_warmup):
+    """After each step k: ema_k = d_k·ema_{k-1} + (1-d_k)·θ_k, d_k = decay (or min(decay, (1+k)/(10+k)) with
+    warm-up), ema_0 = θ_0; buffers are copied.  One step per call, checkpoints in between."""
+    proc = make_process("ddpm", T=20)
+    cfg = TrainConfig(steps=3, batch_size=4, lr=1e-2, ckpt_every=1, log_every=1, seed=1, ema_decay=0.9,
+                      ema_warmup=ema_warmup)
+    net0 = tiny_unet()
+    ema_prev = {k: v.clone() for k, v in net0.state_dict().items()}
+    for k in range(3):
+        res = train(proc, tiny_unet(), data_u8(), cfg, run_dir=tmp_path, stop_after=1, progress=False)
+        assert res.step == k + 1
+        d = min(0.9, (1 + k) / (10 + k)) if ema_warmup else 0.9
+        theta, ema = res.net.state_dict(), res.ema.state_dict()
+        for name, p in theta.items():
+            want = torch.lerp(ema_prev[name], p, 1 - d) if p.is_floating_point() and name in dict(
+                res.net.named_parameters()) else p
+            torch.testing.assert_close(ema[name], want, rtol=0, atol=1e-7, msg=name)
+        ema_prev = {n: v.clone() for n, v in ema.items()}
+
+
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     proc = make_process("ddpm", T=50)
     cfg = TrainConfig(steps=12, batch_size=4, lr=1e-3, ckpt_every=4, log_every=2, seed=3)
