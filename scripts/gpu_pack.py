@@ -39,6 +39,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from packaging.requirements import Requirement  # noqa: E402
+from packaging.utils import canonicalize_name, parse_wheel_filename  # noqa: E402
+
 from lib import data  # noqa: E402
 from lib.io import write_text  # noqa: E402
 
@@ -118,10 +121,6 @@ def parse_spec(spec: str):
     return parts[0], int(parts[1]), (int(parts[2]) if len(parts) == 3 else None)
 
 
-def norm(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
-
-
 def tree_bytes(root: Path = ROOT) -> int:
     """Bytes of what a device call sends besides the carried paths: tracked and untracked-not-ignored files."""
     out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
@@ -135,12 +134,14 @@ def carried_requirements(requirements: Path = ROOT / "requirements.txt") -> list
     reqs = []
     for line in requirements.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        name = line.split("==")[0].split(">=")[0].split("[")[0].strip()
-        if norm(name) not in GPU_IMAGE_PACKAGES and norm(name) not in NOT_FOR_RUNS:
+        if line and canonicalize_name(Requirement(line).name) not in GPU_IMAGE_PACKAGES | NOT_FOR_RUNS:
             reqs.append(line)
     return reqs
+
+
+def _wheel_name_version(wheel: Path):
+    name, version, _, _ = parse_wheel_filename(wheel.name)
+    return name, version
 
 
 def _wheel_requires(wheel: Path, python_version: str) -> list:
@@ -148,7 +149,6 @@ def _wheel_requires(wheel: Path, python_version: str) -> list:
     import zipfile
 
     from packaging.markers import default_environment
-    from packaging.requirements import Requirement
     env = {**default_environment(), "python_version": python_version, "python_full_version": f"{python_version}.0",
            "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
            "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
@@ -164,45 +164,41 @@ def _wheel_requires(wheel: Path, python_version: str) -> list:
     return out
 
 
-def _download(req: str, dest: Path, python_version: str) -> Path:
+def _download(req: Requirement, dest: Path, python_version: str) -> Path:
     """One wheel (no dependencies) for the GPU machine into ``dest``; returns its path."""
     before = set(dest.glob("*.whl"))
     cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-           "--python-version", python_version, "--implementation", "cp", "-d", str(dest), req]
+           "--python-version", python_version, "--implementation", "cp", "-d", str(dest), str(req)]
     for plat in WHEEL_PLATFORMS:
         cmd[-1:-1] = ["--platform", plat]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"pip could not download a wheel of {req!r} for Python {python_version} "
+        raise SystemExit(f"pip could not download a wheel of {str(req)!r} for Python {python_version} "
                          f"(is PyPI reachable?):\n{proc.stderr[-2000:]}")
     new = set(dest.glob("*.whl")) - before
-    name = norm(req.split("=")[0].split("<")[0].split(">")[0].split("!")[0].split("~")[0])
-    found = [w for w in (new or dest.glob("*.whl")) if norm(w.name.split("-")[0]) == name]
+    found = [w for w in (new or dest.glob("*.whl")) if _wheel_name_version(w)[0] == canonicalize_name(req.name)]
     if not found:
-        raise SystemExit(f"pip downloaded no wheel named like {req!r} into {dest}")
-    return sorted(found)[-1]
+        raise SystemExit(f"pip downloaded no wheel named like {str(req)!r} into {dest}")
+    return max(found, key=lambda w: _wheel_name_version(w)[1])
 
 
 def resolve_wheels(reqs: list, cache: Path, python_version: str = GPU_PYTHON) -> list:
     """Wheels of ``reqs`` and, transitively, of their dependencies that the GPU image lacks (one version each;
     dependencies in the image are trusted to be compatible).  Downloads go to ``cache`` and are reused."""
     cache.mkdir(parents=True, exist_ok=True)
-    todo, seen, wheels = list(reqs), set(), []
+    todo, seen, wheels = [Requirement(r) for r in reqs], set(), []
     while todo:
         req = todo.pop(0)
-        name = norm(req.split("==")[0].split("[")[0].split(";")[0].strip().split(" ")[0]
-                    .split(">")[0].split("<")[0].split("!")[0].split("~")[0])
+        name = canonicalize_name(req.name)
         if name in seen or name in GPU_IMAGE_PACKAGES or name in OPTIONAL_AT_RUN:
             continue
         seen.add(name)
-        req = GPU_SUBSTITUTES.get(name, req)
-        cached = [w for w in cache.glob("*.whl") if norm(w.name.split("-")[0]) == name]
-        pinned = "==" in req
-        hit = [w for w in cached if not pinned or w.name.split("-")[1] == req.split("==")[1].strip()]
-        wheel = sorted(hit)[-1] if hit else _download(req, cache, python_version)
+        req = Requirement(GPU_SUBSTITUTES.get(name, f"{name}{req.specifier}"))  # extras and markers are settled
+        hit = [w for w in cache.glob("*.whl") if _wheel_name_version(w)[0] == name
+               and req.specifier.contains(_wheel_name_version(w)[1], prereleases=True)]
+        wheel = max(hit, key=lambda w: _wheel_name_version(w)[1]) if hit else _download(req, cache, python_version)
         wheels.append(wheel)
-        for dep in _wheel_requires(wheel, python_version):
-            todo.append(f"{dep.name}{dep.specifier}")
+        todo += _wheel_requires(wheel, python_version)
     return sorted(wheels)
 
 

@@ -68,11 +68,9 @@ def install_wheels(pack: Path, site: Path = SITE) -> dict:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
                         "--no-cache-dir", "--upgrade", "--target", str(site), *map(str, wheels)], check=True)
         stamp.write_text(want)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH", "")) if p)
-    env["PATH"] = os.pathsep.join((str(site / "bin"), env.get("PATH", "")))
-    # data files of the wheels (nbconvert's HTML templates, ipykernel's kernel spec) land in <site>/share/jupyter
-    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(site / "share" / "jupyter"), env.get("JUPYTER_PATH", ""))
-                                          if p)
+    # modules, scripts, and the data files (nbconvert's HTML templates, ipykernel's kernel spec)
+    for var, path in (("PYTHONPATH", site), ("PATH", site / "bin"), ("JUPYTER_PATH", site / "share" / "jupyter")):
+        env[var] = os.pathsep.join(p for p in (str(path), env.get(var, "")) if p)
     return env
 
 

@@ -4,8 +4,8 @@
 #   Cold degradations, restoration and blur+GMM generation on CIFAR-10              -> results/<nb>/quick_cifar10/
 #   EPD on sketches (Quick, Draw! strokes)                                           -> results/epd_sketches/quick_quickdraw/
 #   ./scripts/run_real_data.sh [DATA_ROOT] [more run_notebooks.py options, e.g. --force]
-# DATA_ROOT holds afhq_cat/, cifar10/ and the sketches (quickdraw/ or sketch/) (default ../shared/assets, the team's offline subsets; users point it at
-# their own copies). Budgets are the quick.yaml ones with the resolution raised to 32 px; the notebooks record
+# DATA_ROOT holds afhq_cat/, cifar10/ and the sketches (quickdraw/ or sketch/); default ../shared/assets, the
+# team's offline subsets (users point it at their own copies). Budgets are the quick.yaml ones with the resolution raised to 32 px; the notebooks record
 # the folder and image count they used. Incremental like run_all.sh: unchanged inputs are skipped.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
