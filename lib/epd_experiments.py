@@ -5,14 +5,14 @@ The notebooks stay thin: they call ``setup`` for the run folder and data, descri
 ``{arm name: Arm(...)}`` and hand them to ``train_arms`` / ``sample_arms`` / ``metric_table``.  Trained models are
 shared between notebooks through ``study.train_model``'s content key (the default EPD arm of Table 1 is the same
 model in every ablation), and generated samples are cached by (model checkpoint, sampling config, weights, n, seed)
-so the default arm is also sampled once.  Spec: ../shared/reference/epd_spec.md.
+so the default arm is also sampled once.  ``metric_table`` also measures every arm's learning curve and quality
+gate (lib/quality.py) and the claims take them as ``quality=``; ``save_all`` writes them per arm.  Every study
+has the isotropic control ``epd_isotropic`` (EPD with τ ≡ 1).  Spec: ../shared/reference/epd_spec.md.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import resource
-import statistics
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -22,12 +22,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lib import claims, data, experiment, metrics, study
-from lib import rng as rng_lib
+from lib import claims, data, experiment, metrics, quality, study
 from lib.profiles import Profile
-from lib.sampling import sample as run_sampler
 
 EPD = "edge_preserving"
+ISO = "epd_isotropic"   # the control arm: EPD's own process, target and sampler with τ ≡ 1 (no edge damping)
 BASELINES = ("ddpm", "ihdm", "bndm")
 # Table 1 of the paper (Inception FID, 128², 30k samples; dgm-eval implementation).
 TABLE1_FID = {"celeba": {"ihdm": 89.67, "ddpm": 28.17, "bndm": 26.35, EPD: 26.15},
@@ -37,10 +36,6 @@ TABLE1_FID = {"celeba": {"ihdm": 89.67, "ddpm": 28.17, "bndm": 26.35, EPD: 26.15
 TABLE5_PR = {"afhq_cat": {EPD: (0.76, 0.20), "ddpm": (0.77, 0.21)},
              "celeba": {EPD: (0.90, 0.16), "ddpm": (0.92, 0.17)},
              "lsun_church": {EPD: (0.65, 0.33), "ddpm": (0.47, 0.38)}}
-# Table 3 (2× Quadro RTX 8000, 128², batch 64).
-TABLE3 = {"train_s_per_it": {EPD: 1.12, "ddpm": 1.11, "bndm": 0.74},
-          "inference_s_per_batch": {EPD: 301.5, "ddpm": 277.5, "bndm": 77.2},
-          "inference_memory_gb": {EPD: 9.16, "ddpm": 9.16, "bndm": 10.3}}
 # Fig. 7, LSUN-Church FIDs per transition point (mapping inferred from the figure layout, spec §6.9).
 TPHI_FID_CHURCH = {0.25: 39.31, 0.5: 35.71, 0.75: 86.41}
 LAMBDA_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)   # spec §6.9 suggested constant-λ grid [inferred]
@@ -109,17 +104,25 @@ def epd_arm(**config) -> Arm:
     return Arm(EPD, dict(config))
 
 
+def isotropic_arm() -> Arm:
+    """The control: EPD with τ ≡ 1 (isotropic noise σ_t = √(1-ᾱ_t), epd_spec U1) but EPD's σ_t·ε target, loss
+    sum and sampler — it differs from DDPM only in the loss weighting (Q11) and from EPD only in the edges."""
+    return epd_arm(tau="one")
+
+
 def table1_arms() -> Dict[str, Arm]:
-    return {"ddpm": Arm("ddpm"), "ihdm": Arm("ihdm"), "bndm": Arm("bndm"), EPD: epd_arm()}
+    return {"ddpm": Arm("ddpm"), "ihdm": Arm("ihdm"), "bndm": Arm("bndm"), EPD: epd_arm(), ISO: isotropic_arm()}
 
 
 def tau_arms() -> Dict[str, Arm]:
-    """Same τ in training and sampling (Q1); linear is the default arm shared with Table 1."""
-    return {"tau=linear": epd_arm(), "tau=cosine": epd_arm(tau="cosine"), "tau=sigmoid": epd_arm(tau="sigmoid")}
+    """Same τ in training and sampling (Q1); linear is the default arm shared with Table 1; τ ≡ 1 the control."""
+    return {"tau=linear": epd_arm(), "tau=cosine": epd_arm(tau="cosine"), "tau=sigmoid": epd_arm(tau="sigmoid"),
+            ISO: isotropic_arm()}
 
 
 def tphi_arms(values: Sequence[float] = (0.25, 0.5, 0.75)) -> Dict[str, Arm]:
-    return {f"t_phi={v:g}": (epd_arm() if v == 0.5 else epd_arm(t_phi=float(v))) for v in values}
+    arms = {f"t_phi={v:g}": (epd_arm() if v == 0.5 else epd_arm(t_phi=float(v))) for v in values}
+    return {**arms, ISO: isotropic_arm()}
 
 
 def lambda_arms(constants: Sequence[float] = LAMBDA_GRID) -> Dict[str, Arm]:
@@ -127,6 +130,7 @@ def lambda_arms(constants: Sequence[float] = LAMBDA_GRID) -> Dict[str, Arm]:
     arms = {f"lambda={c:g}": epd_arm(lambda_schedule="constant", lambda_constant=float(c)) for c in constants}
     arms["lambda(t) linear"] = epd_arm()
     arms["lambda(t) sigmoid"] = epd_arm(lambda_schedule="sigmoid")
+    arms[ISO] = isotropic_arm()
     return arms
 
 
@@ -144,6 +148,8 @@ def quirk_arms() -> List[dict]:
              code_arm=d, paper_arm=Arm(EPD, {}, {"final_step": "denoise"}), side="sampling"),
         dict(quirk="Q12 sampling weights", code="raw weights (no EMA)", paper="EMA weights",
              code_arm=Arm(EPD, weights="raw"), paper_arm=Arm(EPD, weights="ema"), side="sampling"),
+        dict(quirk="Q18 posterior precision", code="float32 posterior", paper="float64 (exact)",
+             code_arm=Arm(EPD, {}, {"posterior_dtype": "float32"}), paper_arm=d, side="sampling"),
     ]
 
 
@@ -171,6 +177,7 @@ def train_arms(arms: Dict[str, Arm], s: SimpleNamespace, progress: bool = False)
         proc = arm.train_process(s.prof, s.budget)
         out[name] = [study.train_model(proc, s.ds, s.prof, seed, device=s.dev, progress=progress)
                      for seed in s.seeds]
+    s.arms, s.trained = dict(arms), out   # metric_table measures their learning curves and quality gate
     return out
 
 
@@ -180,16 +187,21 @@ def _samples_path(result, proc, weights: str, n: int, seed: int, shape) -> "expe
     return experiment.RUNS_DIR / "samples" / (hashlib.sha256(key.encode()).hexdigest()[:20] + ".pt")
 
 
-def sample_arm(arm: Arm, result, s: SimpleNamespace, seed: int, n: Optional[int] = None) -> torch.Tensor:
-    """n samples of one trained model (cached on disk); data-dependent priors get seeded training images."""
+def sample_arm(arm: Arm, result, s: SimpleNamespace, seed: int, n: Optional[int] = None,
+               snapshot=None) -> torch.Tensor:
+    """n samples of one trained model (cached on disk); data-dependent priors get seeded training images.
+    ``snapshot``: an EMA snapshot file of ``result`` (``lib.train.list_snapshots``) sampled instead of the
+    final weights (the learning curve; always EMA weights, whatever the arm's ``weights``)."""
+    from lib.train import load_snapshot
     n = n or s.prof.n_eval
     proc = arm.sample_process(s.prof, s.budget)
     proc.fit_prior(s.x)
     w = arm.weights or s.weights
-    path = _samples_path(result, proc, w, n, seed, s.x.shape[1:])
+    path = _samples_path(result if snapshot is None else SimpleNamespace(checkpoint=snapshot, step=-1), proc,
+                         w if snapshot is None else "ema-snapshot", n, seed, s.x.shape[1:])
     if path.exists():
         return torch.load(path)
-    net = result.ema if w == "ema" else result.net
+    net = load_snapshot(result.ema, snapshot) if snapshot is not None else (result.ema if w == "ema" else result.net)
     prior = study.prior_images(s.x, n, seed + 1000)
     out = study.sample_model(proc, net, n, s.x.shape[1:], seed, s.prof, s.dev, prior_data=prior, progress=False)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -224,10 +236,63 @@ def metric_row(fake: torch.Tensor, s: SimpleNamespace) -> dict:
 
 
 def metric_table(samples: Dict[str, list], s: SimpleNamespace) -> pd.DataFrame:
-    """Tidy table: one row per (arm, seed)."""
+    """Tidy table: one row per (arm, seed).  After ``train_arms`` it also measures every arm's learning curve
+    and quality gate (``arm_quality``: ``s.quality``, ``s.curves``, ``s.floor``) and saves the learning-curve
+    figure with the floor and the gate thresholds; the table gains a ``gate_passed`` column."""
     rows = [{"arm": name, "seed": seed, **metric_row(fake, s)}
             for name, per_seed in samples.items() for fake, seed in zip(per_seed, s.seeds)]
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    if getattr(s, "trained", None) is not None and getattr(s, "arms", None) is not None and hasattr(s, "run"):
+        s.quality, s.curves, s.floor = arm_quality({a: s.arms[a] for a in samples}, s.trained, df, s)
+        if s.curves:
+            s.run.save_figure(quality.curves_figure(s.curves, s.floor, quality=s.quality,
+                                                    title=f"learning curves ({s.ctx['profile']})"), "learning_curve")
+        df["gate_passed"] = [s.quality[a]["passed"] for a in df["arm"]]
+        print(quality.GATE.describe())
+        for a, q in s.quality.items():
+            print(f"  {a}: {'passed' if q['passed'] else 'FAILED'}" + ("" if q["passed"] else f" ({'; '.join(q['reasons'])})"))
+    return df
+
+
+def arm_quality(arms: Dict[str, Arm], trained: Dict[str, list], df: pd.DataFrame, s: SimpleNamespace):
+    """({arm: gate dict}, {arm: curve rows}, floor) — evaluation.md's quality gate for every arm.
+
+    The curve samples each EMA snapshot of each seed's model (n = the table's n, cached), FD / KID / P / R on
+    the table's extractor against the table's reference; the floor is held-out real images (the next n of the
+    reference's permutation) against the same reference.  Precision, recall and the final FD come from ``df``."""
+    ext = study.extractor_for(s.dataset, s.data_root)
+    if ext is None:
+        return {a: quality.not_measured("no feature extractor for this dataset (SWD only)") for a in arms}, {}, None
+    key = f"{s.dataset}-{s.real.shape[-1]}px-{len(s.real)}"      # = study.evaluate's reference key
+    real_feats = quality.reference(ext, s.real, key)
+    floor = quality.real_floor(quality.held_out_images(s.x, len(s.real)), s.real, ext, key)
+    col, out, curves = fd_column(df), {}, {}
+    for name, arm in arms.items():
+        rows = []
+        for r, seed in zip(trained[name], s.seeds):
+            snaps = getattr(r, "snapshots", {}) or {}
+            final_ema = (arm.weights or s.weights) == "ema"     # the last snapshot = the table's samples (cached)
+            samples = {st: sample_arm(arm, r, s, seed, len(s.real), snapshot=None if (final_ema and st == r.step)
+                                      else p) for st, p in snaps.items()}
+            rows += [{**row, "seed": seed} for row in quality.learning_curve(samples, real_feats, ext)]
+        curves[name] = rows
+        per_seed = [[[row["step"], row["fd"]] for row in rows if row["seed"] == sd] for sd in s.seeds]
+        final_kid = [max((rw for rw in rows if rw["seed"] == sd), key=lambda rw: rw["step"])["kid"]
+                     for sd in s.seeds if any(rw["seed"] == sd for rw in rows)]
+        out[name] = quality.gate(values(df, name, "precision"), values(df, name, "recall"), values(df, name, col),
+                                 floor["fd"], per_seed, kid=final_kid or None, kid_floor=floor["kid"])
+    return out, curves, floor
+
+
+def quality_record(s: SimpleNamespace) -> dict:
+    """``lib.quality.record`` of this notebook's arms (empty before ``metric_table``)."""
+    return quality.record(getattr(s, "quality", None) or {}, getattr(s, "curves", None) or {}, s.seeds)
+
+
+def quality_of(s: SimpleNamespace, *arms: str) -> Optional[dict]:
+    """{arm: gate dict} of the named arms (the ``quality=`` of a claim), None before ``metric_table``."""
+    q = getattr(s, "quality", None)
+    return {a: q[a] for a in arms if a in q} if q else None
 
 
 def fd_column(df: pd.DataFrame) -> str:
@@ -260,8 +325,11 @@ def values(df: pd.DataFrame, arm: str, col: str) -> List[float]:
 def lower_claim(cid: str, text: str, df: pd.DataFrame, col: str, low: str, high: str, s: SimpleNamespace,
                 paper_values: Optional[dict] = None) -> dict:
     """Ledger entry "arm ``low`` has a lower ``col`` than arm ``high``" (evaluation.md verdict rule)."""
+    seeds = {a: df.loc[df["arm"] == a, "seed"].astype(int).tolist() for a in (low, high)}
+    floor = (getattr(s, "floor", None) or {}).get("fd") if col == fd_column(df) and col != "SWD_mean" else None
     return claims.compare(cid, "EPD", text, col, {low: values(df, low, col)}, {high: values(df, high, col)},
-                          paper_values=paper_values, **s.ctx)
+                          paper_values=paper_values, seeds=seeds, floor=floor, quality=quality_of(s, low, high),
+                          **s.ctx)
 
 
 def paper_fids(dataset: str) -> dict:
@@ -281,21 +349,69 @@ def table1_claims(df: pd.DataFrame, s: SimpleNamespace) -> List[dict]:
                        pv(EPD, "ddpm")),
            lower_claim("EPD-2", "EPD FID < BNDM FID (Table 1)", df, col, EPD, "bndm", s, pv(EPD, "bndm")),
            lower_claim("EPD-3", "EPD FID far below IHDM (Table 1)", df, col, EPD, "ihdm", s, pv(EPD, "ihdm"))]
+    if ISO in set(df["arm"]):
+        out += [lower_claim("EPD-1-edge", "the edge effect: EPD has lower FD than its isotropic control (EPD's own "
+                            "process, sigma_t*eps target, loss and sampler with tau = 1): only the edge-dependent "
+                            "noise differs", df, col, EPD, ISO, s),
+                lower_claim("EPD-1-loss", "the loss-weighting effect: EPD's isotropic control (tau = 1) has lower FD "
+                            "than DDPM: the same isotropic forward process (U1), only the sigma_t*eps target and its "
+                            "loss weighting (Q11) differ, so this part of EPD-1 is not an edge effect", df, col, ISO,
+                            "ddpm", s)]
     gain = relative_gain(df, col, EPD, "ddpm")
     paper_gain = 1 - fid[EPD] / fid["ddpm"]
     out.append(claims.within_tolerance(
         "EPD-4", "EPD", "largest unconditional gain over DDPM about 25 % (Church, Cat); about 7 % on CelebA",
-        f"relative {col} reduction vs DDPM", gain, paper_gain, 0.10, **s.ctx))
+        f"relative {col} reduction vs DDPM", gain, paper_gain, 0.10, quality=quality_of(s, EPD, "ddpm"),
+        arms=[EPD, "ddpm"], **s.ctx))
     if "precision" in df.columns:
         for m, i in (("precision", 0), ("recall", 1)):
             diff = [a - b for a, b in zip(values(df, EPD, m), values(df, "ddpm", m))]
             out.append(claims.within_tolerance(
                 f"EPD-9-{m}", "EPD", f"unconditional {m} of EPD within 0.02 of DDPM (Table 5, AFHQ-Cat/CelebA)",
                 f"{m} difference EPD - DDPM (k=3, {col} features)", diff, 0.0, 0.02,
-                **s.ctx))
+                quality=quality_of(s, EPD, "ddpm"), arms=[EPD, "ddpm"], **s.ctx))
     for c in out:
         c["metric_note"] = metric_note(col)
+    out.append(isotropic_reduction_claim(s))
     return out
+
+
+def isotropic_reduction(proc_iso, proc_ddpm, x0: torch.Tensor, seed: int = 0) -> Dict[str, float]:
+    """epd_spec U1 measured: max |deviation| of EPD at τ ≡ 1 from DDPM at t = 1, T/2, T-1 (float64): σ_t vs
+    √(1-ᾱ_t), the posterior variance vs β_t(1-ᾱ_{t-1})/(1-ᾱ_t) and the posterior mean vs DDPM's (Eq. 7 of
+    Ho et al.) for the same x0, x_t; and σ²_{t|s} vs β_t."""
+    x0 = x0.double()
+    g = torch.Generator().manual_seed(seed)
+    T = proc_iso.num_steps
+    dev = {"sigma": 0.0, "posterior_var": 0.0, "posterior_mean": 0.0}
+    for t in (1, T // 2, T - 1):
+        tt = torch.full((x0.shape[0],), t, dtype=torch.long)
+        x_t = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+        sig = proc_iso.noise_scale(x0, tt)
+        dev["sigma"] = max(dev["sigma"], float((sig - np.sqrt(1 - proc_ddpm.alpha_bar[t])).abs().max()))
+        m_e, v_e = proc_iso.posterior_mean_variance(x0, x_t, tt)
+        m_d, v_d = proc_ddpm.posterior_mean_variance(x0, x_t, tt)
+        dev["posterior_var"] = max(dev["posterior_var"], float((v_e - v_d).abs().max()))
+        dev["posterior_mean"] = max(dev["posterior_mean"], float((m_e - m_d).abs().max()))
+    return dev
+
+
+def isotropic_reduction_claim(s: SimpleNamespace, tol: float = 1e-10) -> dict:
+    """Claim 22 (τ ≡ 1 reduces EPD exactly to isotropic DDPM; Sec. 4.1, U1), measured on this notebook's chain
+    (the control arm's process against DDPM's, same T and β) on real images, float64."""
+    iso = isotropic_arm().train_process(s.prof, s.budget)
+    ddpm = Arm("ddpm", {"T": iso.config.T, "beta_min": iso.config.beta_min, "beta_max": iso.config.beta_max,
+                        "posterior_variance": "small"}).train_process(s.prof, {})
+    draw = lambda r: s.real[torch.randperm(len(s.real), generator=torch.Generator().manual_seed(r))[:4]]  # noqa
+    devs = [isotropic_reduction(iso, ddpm, draw(r), seed=r) for r in range(5)]
+    c = claims.within_tolerance("EPD-22", "EPD", "with tau = 1 EPD reduces exactly to an isotropic DDPM process "
+                                "(Sec. 4.1; U1)", "max |EPD(tau=1) - DDPM| over sigma_t, posterior variance and "
+                                "mean at t = 1, T/2, T-1 (float64)", [max(d.values()) for d in devs], 0.0, tol,
+                                **{**s.ctx, "paper_metric": "analytic (Sec. 4.1)"})
+    c["deviations"] = devs
+    c["replicates_note"] = ("an analytic check of the processes (no trained model): replicates are 5 independent "
+                            "draws of real images x0 and states x_t, not training seeds")
+    return c
 
 
 def relative_gain(df: pd.DataFrame, col: str, arm: str, ref: str) -> List[float]:
@@ -329,7 +445,7 @@ def tau_claims(df: pd.DataFrame, s: SimpleNamespace) -> List[dict]:
 def tphi_claims(df: pd.DataFrame, s: SimpleNamespace) -> List[dict]:
     """Claim 18: t_Φ = 0.5 beats 0.25 and 0.75 (LSUN-Church 35.71 vs 39.31 and 86.41)."""
     return best_of_claims("EPD-18", "t_phi = 0.5 beats the other transition points", df, "t_phi=0.5",
-                          [a for a in df["arm"].unique() if a != "t_phi=0.5"], s,
+                          [a for a in df["arm"].unique() if a.startswith("t_phi=") and a != "t_phi=0.5"], s,
                           {f"t_phi={k:g}": v for k, v in TPHI_FID_CHURCH.items()})
 
 
@@ -377,217 +493,6 @@ def quirk_claims(rows: List[dict], arms: Dict[str, Arm], df: pd.DataFrame, s: Si
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Forward process and x̂0 trajectories (Fig. 1, Fig. 2, claim 16)
-
-def forward_rows(s: SimpleNamespace, x0: torch.Tensor, fractions: Sequence[float]) -> Dict[str, list]:
-    """x_t of one image at t = f·(steps-1) for DDPM, EPD, IHDM and BNDM (same seed everywhere)."""
-    return {n: study.forward_states(make(s, n), x0, fractions)
-            for n in ("ddpm", EPD, "ihdm", "bndm")}
-
-
-def epd_maps(s: SimpleNamespace, x0: torch.Tensor, ts: Sequence[int], seed: int = 0) -> Dict[str, list]:
-    """Per t: the edge map G(x0), σ_t(x0)/√(1-ᾱ_t) (noise std relative to DDPM), the scaled-noise target σ_t⊙ε
-    and the DDPM unit-ε target √(1-ᾱ_t)ε, all mapped to [-1, 1] for display."""
-    p = make(s, EPD)
-    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
-    G = p.edge_map(x0)[0].float()
-    rows = {"x0": [x0[0]] * len(ts), "G(x0)": [G * 2 - 1] * len(ts)}
-    rows["sigma_t / sigma_DDPM"] = [study.noise_ratio(p, x0, t)[0] * 2 - 1 for t in ts]
-    scaled = [(p.noise_scale(x0, t).float() * eps)[0] for t in ts]
-    iso = [(float(np.sqrt(1 - p.alpha_bar[t])) * eps)[0] for t in ts]
-    rows["EPD target"] = [v.clamp(-1, 1) for v in scaled]
-    rows["DDPM target (scaled)"] = [v.clamp(-1, 1) for v in iso]
-    return rows
-
-
-def noise_std_profile(s: SimpleNamespace, x0: torch.Tensor) -> pd.DataFrame:
-    """Mean σ_t/σ_DDPM on edge pixels (G > 0.1) and flat pixels (G < 0.01) per t, and τ_t, λ_t."""
-    p = make(s, EPD)
-    G = p.edge_map(x0)
-    rows = []
-    for t in range(0, p.num_steps, max(1, p.num_steps // 50)):
-        r = study.noise_ratio(p, x0, t).expand_as(G)
-        rows.append({"t": t, "tau": float(p.tau[t]), "lambda": float(p.lam[t]),
-                     "ratio_edges": float(r[G > 0.1].mean()), "ratio_flat": float(r[G < 0.01].mean())})
-    return pd.DataFrame(rows)
-
-
-def x0_trajectory(arm: Arm, result, s: SimpleNamespace, n: int, seed: int, every: int):
-    """Reverse process of n images: (ts, x̂0 per recorded t [n,C,H,W], final sample)."""
-    proc = arm.sample_process(s.prof, s.budget)
-    net = (result.ema if (arm.weights or s.weights) == "ema" else result.net).to(s.dev).eval()
-    gen = rng_lib.stacked(seed, list(range(n)), device=s.dev)
-    rec = {}
-    cb = lambda t, x, x0: rec.__setitem__(t, x0.detach().float().cpu()) if t % every == 0 or t == 1 else None  # noqa
-    final = run_sampler(proc, net, (n, *s.x.shape[1:]), gen, device=s.dev, callback=cb, progress=False).cpu()
-    ts = sorted(rec, reverse=True)
-    return ts, [rec[t] for t in ts], final
-
-
-def edge_energy(x: torch.Tensor) -> float:
-    """Mean Sobel magnitude per image (replicate padding, per-image, no normalisation) of images in [-1,1]."""
-    from lib.processes.edge_preserving import edge_map
-    return float(edge_map(x.clamp(-1, 1), norm="none", magnitude="abs", padding="replicate").mean())
-
-
-def trajectory_table(name: str, ts, x0s, final: torch.Tensor, T: int) -> pd.DataFrame:
-    """Per t: RMSE of x̂0 (clipped) vs the final sample, its edge energy and high-frequency power."""
-    f = final.clamp(-1, 1)
-    return pd.DataFrame([{"arm": name, "t": t, "t_frac": t / (T - 1),
-                          "rmse_to_final": float(((x.clamp(-1, 1) - f) ** 2).mean().sqrt()),
-                          "edge_energy": edge_energy(x), "hf_power": metrics.high_frequency_power(x.clamp(-1, 1))}
-                         for t, x in zip(ts, x0s)])
-
-
-def structure_onset(traj: pd.DataFrame, threshold: float = 0.5) -> float:
-    """Largest t_frac at which x̂0's RMSE to the final sample has dropped below ``threshold`` × its value at
-    the start (higher = structure appears earlier in the reverse process)."""
-    r = traj.sort_values("t", ascending=False)
-    ok = r[r["rmse_to_final"] <= threshold * r["rmse_to_final"].iloc[0]]
-    return float(ok["t_frac"].iloc[0]) if len(ok) else 0.0
-
-
-def early_error(traj: pd.DataFrame, lo: float = 0.3, hi: float = 0.9) -> float:
-    """Mean RMSE of x̂0 to the final sample over t_frac ∈ [lo, hi] (lower = final structure visible earlier)."""
-    r = traj[(traj["t_frac"] >= lo) & (traj["t_frac"] <= hi)]
-    return float(r["rmse_to_final"].mean())
-
-
-def trajectory_figure(trajs: Dict[str, tuple], k: int = 8, n_img: int = 2):
-    """x̂0 along the reverse process for each arm (rows = arm × image), ``k`` evenly spaced recorded t."""
-    from lib import plots
-    rows, labels = {}, None
-    for name, (ts, x0s, final) in trajs.items():
-        idx = np.linspace(0, len(ts) - 1, k).round().astype(int)
-        labels = [f"t={ts[i]}" for i in idx] + ["sample"]
-        for j in range(n_img):
-            rows[f"{name} #{j}"] = [x0s[i][j].clamp(-1, 1) for i in idx] + [final[j]]
-    return plots.strip_figure(rows, labels, title="x0-hat predictions along the reverse process")
-
-
-def trajectory_curves_figure(df: pd.DataFrame):
-    import matplotlib.pyplot as plt
-    cols = ["rmse_to_final", "edge_energy", "hf_power"]
-    fig, axes = plt.subplots(1, len(cols), figsize=(4 * len(cols), 3))
-    for ax, c in zip(axes, cols):
-        for (arm, seed), g in df.groupby(["arm", "seed"], sort=False):
-            ax.plot(g["t_frac"], g[c], label=f"{arm} (seed {seed})")
-        ax.set_xlabel("t / (T-1)  (reverse process runs right to left)"), ax.set_title(c, fontsize=10)
-        ax.invert_xaxis()
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def noise_profile_figure(df: pd.DataFrame):
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3))
-    for c in ("ratio_edges", "ratio_flat", "tau"):
-        ax.plot(df["t"], df[c], label=c)
-    ax.set_xlabel("t"), ax.set_ylabel("sigma_t / sigma_DDPM, tau"), ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Cost (Table 3)
-
-def _sync(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _median_time(fn: Callable, repeats: int, device) -> float:
-    fn()   # warm-up
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def cost_row(name: str, s: SimpleNamespace, batch: int, repeats: int, sample_steps: int) -> dict:
-    """Training s/iteration (forward+loss+backward+Adam, profile U-Net and batch), reverse-step time over
-    ``sample_steps`` steps at the profile's sampling batch, extrapolated to the full chain, and peak memory
-    (CUDA peak on GPU; 'n/a on CPU')."""
-    from lib.unet import UNet
-    dev = torch.device(s.dev)
-    proc = make(s, name)
-    proc.fit_prior(s.x)
-    torch.manual_seed(0)
-    net = UNet(s.prof.unet(s.x.shape[1], proc.out_channels(s.x.shape[1]))).to(dev)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    g = torch.Generator().manual_seed(0)
-    x0 = s.x[torch.randint(0, len(s.x), (batch,), generator=g)].to(dev)
-
-    def train_step():
-        loss = proc.loss(net, x0, generator=torch.Generator(dev).manual_seed(1)).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    train_s = _median_time(train_step, repeats, dev)
-    nb = s.prof.sample_batch
-    prior = s.x[torch.randint(0, len(s.x), (nb,), generator=g)].to(dev)
-    steps = proc.sampling_timesteps()
-    picks = [steps[i] for i in np.linspace(0, len(steps) - 1, sample_steps).round().astype(int)]
-    gen = torch.Generator(dev).manual_seed(2)
-    xt = proc.prior((nb, *s.x.shape[1:]), gen, x0=prior, device=dev)
-    net.eval()
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-
-    @torch.no_grad()
-    def sample_steps():
-        for t, tp in picks:
-            proc.step(net, xt, t, tp, gen)
-
-    step_s = _median_time(sample_steps, max(1, repeats // 3), dev) / len(picks)
-    mem = torch.cuda.max_memory_allocated(dev) / 2 ** 30 if dev.type == "cuda" else None
-    return {"process": name, "train_s_per_it": train_s, "train_batch": batch, "sample_s_per_step": step_s,
-            "sampling_steps": len(steps), "inference_s_per_batch": step_s * len(steps), "sample_batch": nb,
-            "inference_peak_mem_gb": mem, "max_rss_gb_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            / 2 ** 20}
-
-
-def cost_table(names: Sequence[str], s: SimpleNamespace, batch: int, repeats: int, sample_steps: int):
-    """All processes measured in one run, with ratios to DDPM."""
-    df = pd.DataFrame([cost_row(n, s, batch, repeats, sample_steps) for n in names])
-    ref = df.set_index("process").loc["ddpm"]
-    for c in ("train_s_per_it", "inference_s_per_batch", "inference_peak_mem_gb"):
-        df[f"{c}_ratio_to_ddpm"] = (df[c] / ref[c]) if ref[c] is not None and not pd.isna(ref[c]) else None
-    df["memory_note"] = "CUDA peak allocated" if torch.device(s.dev).type == "cuda" else "n/a on CPU"
-    return df
-
-
-def cost_claims(df: pd.DataFrame, s: SimpleNamespace, tol_train: float = 0.05, tol_infer: float = 0.05,
-                tol_mem: float = 0.05) -> List[dict]:
-    """Claims 13-14 as ratios EPD/DDPM with absolute tolerances on the ratio."""
-    r = df.set_index("process").loc[EPD]
-    ctx = {**s.ctx, "paper_metric": "wall time ratio EPD/DDPM (2x Quadro RTX 8000, 128², batch 64)"}
-    p = TABLE3
-    out = [claims.within_tolerance("EPD-13", "EPD", "EPD training overhead vs DDPM about 1 % per iteration "
-                                   "(1.12 vs 1.11 s/it)", "train s/it ratio EPD/DDPM",
-                                   [float(r["train_s_per_it_ratio_to_ddpm"])],
-                                   p["train_s_per_it"][EPD] / p["train_s_per_it"]["ddpm"], tol_train, **ctx),
-           claims.within_tolerance("EPD-14", "EPD", "EPD inference about 9 % slower than DDPM (301.5 vs 277.5 "
-                                   "per batch of 64)", "inference s/batch ratio EPD/DDPM",
-                                   [float(r["inference_s_per_batch_ratio_to_ddpm"])],
-                                   p["inference_s_per_batch"][EPD] / p["inference_s_per_batch"]["ddpm"], tol_infer,
-                                   **ctx)]
-    if r["inference_peak_mem_gb"] is not None and not pd.isna(r["inference_peak_mem_gb"]):
-        out.append(claims.within_tolerance("EPD-14-mem", "EPD", "EPD inference memory equal to DDPM (9.16 GB)",
-                                           "inference peak memory ratio EPD/DDPM",
-                                           [float(r["inference_peak_mem_gb_ratio_to_ddpm"])], 1.0, tol_mem, **ctx))
-    for c in out:
-        c["tolerance_note"] = f"absolute tolerance on the ratio: {c['tolerance']:g}"
-    return out
-
-
-# ----------------------------------------------------------------------------------------------------------
 # Figures and records
 
 def grid_figure(samples: Dict[str, list], s: SimpleNamespace, title: str = ""):
@@ -625,52 +530,24 @@ def save_all(s: SimpleNamespace, df: pd.DataFrame, extra: dict, claim_list: List
     """Per-seed CSV, summary table and metrics.json (with claims and the scale)."""
     s.run.save_table(df, "per_seed")
     s.run.save_table(summary(df), "table")
+    q = quality_record(s)
+    if q and isinstance(extra.get("arms"), dict):   # per arm beside its config: "quality", "learning_curve"
+        extra = {**extra, "arms": {a: {**cfg, **q.get(a, {})} for a, cfg in extra["arms"].items()}}
+    if q:
+        s.run.save_table(pd.DataFrame([{"arm": a, **{k: v["quality"][k] for k in ("passed", "precision", "recall",
+                                                                                 "fd", "floor", "kid", "kid_floor")},
+                                        "reasons": "; ".join(v["quality"]["reasons"])} for a, v in q.items()]),
+                         "quality_gate")
     s.run.save_metrics({"dataset": s.ds.info(), "scale": s.prof.note, "profile_overrides": s.overrides,
                         "train_steps": s.prof.train_steps, "n_eval": s.prof.n_eval, "fd_column": fd_column(df),
-                        "rows": df.to_dict("records"), "timings_s": timings, "claims": claim_list, **extra})
+                        "rows": df.to_dict("records"), "timings_s": timings, "claims": claim_list,
+                        "quality": {a: v["quality"] for a, v in q.items()}, "real_floor": getattr(s, "floor", None),
+                        "gate": {**quality.asdict(quality.GATE), "text": quality.GATE.describe()}, **extra})
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Forward-process notebook helpers
-
-def plots_strip(rows: Dict[str, list], labels: Sequence[str], title: str = ""):
-    from lib import plots
-    return plots.strip_figure(rows, labels, title=title)
-
-
-def mask_times(s: SimpleNamespace) -> List[int]:
-    """t at which the EPD noise masks are shown: through the edge-preserving phase to the first isotropic index."""
-    T = make(s, EPD).num_steps
-    return [0, T // 10, T // 4, 2 * T // 5, T // 2 - 1, T // 2]
-
-
-def trajectories(arms: Dict[str, Arm], trained: Dict[str, list], s: SimpleNamespace, n: int) -> Dict[str, list]:
-    """{arm: [(ts, x̂0 list, final) per seed]}, x̂0 recorded at ~40 evenly spaced t."""
-    out = {}
-    for name, arm in arms.items():
-        every = max(1, arm.sample_process(s.prof, s.budget).num_steps // 40)
-        out[name] = [x0_trajectory(arm, r, s, n, seed, every) for r, seed in zip(trained[name], s.seeds)]
-    return out
-
-
-def trajectory_frame(trajs: Dict[str, list], s: SimpleNamespace) -> pd.DataFrame:
-    frames = []
-    for name, per_seed in trajs.items():
-        T = make(s, name).num_steps
-        for (ts, x0s, final), seed in zip(per_seed, s.seeds):
-            frames.append(trajectory_table(name, ts, x0s, final, T).assign(seed=seed))
-    return pd.concat(frames, ignore_index=True)
-
-
-def trajectory_claims(df: pd.DataFrame, s: SimpleNamespace):
-    """Claim 16 proxies per seed: mean RMSE of x̂0 to the final sample over t/(T-1) ∈ [0.3, 0.9] (lower = the
-    final structure is visible earlier) and the structure-onset time (RMSE halved; higher = earlier)."""
-    rows = [{"arm": a, "seed": sd, "early_rmse_to_final": early_error(g), "structure_onset_t_frac": structure_onset(g)}
-            for (a, sd), g in df.groupby(["arm", "seed"], sort=False)]
-    p = pd.DataFrame(rows)
-    c = claims.compare("EPD-16", "EPD", "EPD x0-hat shows the final structure earlier than DDPM (Fig. 2)",
-                       "mean RMSE(x0-hat, final sample) over t/(T-1) in [0.3, 0.9]",
-                       {EPD: values(p, EPD, "early_rmse_to_final")}, {"ddpm": values(p, "ddpm", "early_rmse_to_final")},
-                       **{**s.ctx, "paper_metric": "qualitative (Fig. 2, AFHQ-Cat 128², T=750)"})
-    c["figure"] = "x0hat_trajectories.png, x0hat_proxies.png"
-    return [c], p.to_dict("records")
+# The forward-process, x̂0-trajectory and cost parts live in lib/epd_figures.py (re-exported here).
+from lib.epd_figures import (TABLE3, border_edge_table, cost_claims, cost_row, cost_table, early_error,  # noqa: E402,F401
+                             edge_energy,
+                             epd_maps, forward_rows, mask_times, noise_profile_figure, noise_std_profile,
+                             plots_strip, structure_onset, trajectories, trajectory_claims, trajectory_curves_figure,
+                             trajectory_figure, trajectory_frame, trajectory_table, x0_trajectory)

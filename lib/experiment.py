@@ -29,7 +29,7 @@ RUNS_DIR = Path(os.environ.get("DIFFUSION_RUNS_DIR", REPO_ROOT / "cache" / "runs
 # The modules that define what a trained model is (process maths, network, training loop, randomness):
 # trained models are keyed by these only, so adding a notebook helper elsewhere in lib/ does not retrain.
 MODEL_CODE = ("lib/processes", "lib/unet.py", "lib/train.py", "lib/schedules.py", "lib/rng.py",
-              "lib/bluenoise.py", "lib/degradations.py")
+              "lib/bluenoise.py", "lib/degradations.py", "lib/precision.py")
 
 
 def code_hash(parts=None) -> str:
@@ -74,15 +74,61 @@ def library_versions() -> Dict[str, str]:
 
 
 def provenance(profile: str, seeds: Iterable[int], device: Any) -> Dict[str, Any]:
-    return {"profile": profile, "seeds": list(seeds), "device": device_name(device), "commit": git_commit(),
+    return {"profile": profile, "seeds": list(seeds), "device": device_name(device),
+            "precision": profile_precision(profile, device), "commit": git_commit(),
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "versions": library_versions()}
+
+
+def profile_precision(profile: str, device: Any) -> Optional[str]:
+    """The precision ("bf16" | "fp32") the study code trains and samples in under ``profile`` on ``device``
+    (``Profile.precision`` resolved by ``lib.precision``); None for a name that is not a profile."""
+    from lib import precision
+    from lib.profiles import PROFILES
+    if profile not in PROFILES:
+        return None
+    try:
+        return precision.resolve(PROFILES[profile].precision, device)
+    except (RuntimeError, ValueError):
+        return None
+
+
+def used_artefacts() -> Dict[str, Any]:
+    """The feature extractors (name, weights sha256, held-out accuracy) and datasets (with class histograms) this
+    process used, for every metrics.json; read only from modules already imported, so nothing is loaded here."""
+    import sys
+    out: Dict[str, Any] = {}
+    feats, data = sys.modules.get("lib.metrics.features"), sys.modules.get("lib.data")
+    if feats is not None and feats.used_extractors():
+        out["extractors"] = feats.used_extractors()
+    if data is not None and data.loaded_datasets():
+        out["datasets"] = data.loaded_datasets()
+    return out
 
 
 def result_folder(profile: str, tag: str = "") -> str:
     """Results sub-folder of a run: ``<profile>``, or ``<profile>_<tag>`` with a tag (e.g. quick_afhq_cat).
     The notebooks and the runner (which stages and publishes that folder) both name it here."""
     return f"{profile}_{tag}" if tag else profile
+
+
+def in_notebook() -> bool:
+    """True inside an IPython kernel (a papermill run or Jupyter), False in scripts and tests."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def show_png(path) -> bool:
+    """Display a saved PNG inline when running in a notebook kernel (no-op elsewhere); True when displayed."""
+    if not in_notebook():
+        return False
+    from IPython.display import Image, display
+    display(Image(filename=str(path)))
+    return True
 
 
 class Run:
@@ -102,9 +148,16 @@ class Run:
     def path(self, name: str) -> Path:
         return self.dir / name
 
-    def save_figure(self, fig, name: str) -> Path:
+    def save_figure(self, fig, name: str, show: bool = True) -> Path:
+        """``<name>.png``; inside a notebook kernel (papermill, Jupyter) the saved PNG is also displayed inline,
+        so the report shows every figure the run wrote (``show=False`` leaves that to ``lib.report.show_figure``)."""
         p = self.path(f"{name}.png")
         io.savefig(fig, p)
+        if in_notebook():
+            import matplotlib.pyplot as plt
+            plt.close(fig)  # shown once, as saved (an inline backend would show it again at the cell's end)
+            if show:
+                show_png(p)
         return p
 
     def save_table(self, df, name: str = "table", floatfmt: str = ".4g") -> Path:
@@ -114,7 +167,7 @@ class Run:
 
     def save_metrics(self, metrics: Dict[str, Any], name: str = "metrics.json") -> Path:
         body = {"notebook": self.notebook, **provenance(self.profile, self.seeds, self.device),
-                "code_hash": code_hash(), **metrics}
+                "code_hash": code_hash(), **used_artefacts(), **metrics}
         io.write_json(self.path(name), body)
         return self.path(name)
 

@@ -30,6 +30,7 @@ from lib import io
 from lib.profiles import Profile, get_profile
 
 PAPER_T = 500                       # epd_spec §0: T = 500 (750 only for AFHQ-Cat 128²).
+EPD, ISO = "edge_preserving", "epd_isotropic"   # ISO: EPD with τ ≡ 1, the control arm (lib.epd_experiments)
 LOW_TO_MID = (1, 2, 3)              # Band indices (fine -> coarse, 0..4) called "low-to-mid" for claim 15.
 
 
@@ -129,28 +130,61 @@ def checkpointed_run(process, images: torch.Tensor, profile: Profile, seed: int,
 
 
 def band_metrics(fake: torch.Tensor, real: torch.Tensor, dataset: str, data_root=None) -> dict:
-    """FD (project extractor) + per-level SWD of one checkpoint's samples against the same band's data."""
-    from lib import study
+    """FD (project extractor), KID on the same features, P/R + per-level SWD of one checkpoint's samples against
+    the same band's data."""
+    from lib import quality, study
     row = study.evaluate(fake, real, dataset, data_root)
     out = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     for i, v in enumerate(row["SWD_per_level"]):
         out[f"SWD_L{i}"] = float(v)
+    ext = study.extractor_for(dataset, data_root)
+    if ext is not None:
+        out["kid"] = quality.kid(ext.features(fake), quality.reference(ext, real, _ref_key(dataset, real)))
     return out
 
 
-def run_bands(processes: Dict[str, object], bands: Dict[float, torch.Tensor], profile: Profile,
-              seeds: Sequence[int], dataset: str, data_root=None, n_checkpoints: int = 10, device="cpu"):
-    """Every (method, band, seed) run with its checkpoint evaluations.
+def _ref_key(dataset: str, real: torch.Tensor) -> str:
+    return f"{dataset}-{real.shape[-1]}px-{len(real)}"          # = study.evaluate's reference key
 
-    Returns (tidy DataFrame: method, sigma, band, seed, step, FD/precision/recall/SWD columns;
+
+def band_floor(imgs_u8: torch.Tensor, real: torch.Tensor, dataset: str, data_root=None) -> dict:
+    """The real-vs-real floor of one band: held-out band images (the next n of the reference's permutation)
+    against the band's reference, same n and extractor ({} without an extractor)."""
+    from lib import quality, study
+    ext = study.extractor_for(dataset, data_root)
+    if ext is None:
+        return {}
+    held = data_lib.to_float(quality.held_out_images(imgs_u8, len(real)))
+    return quality.real_floor(held, real, ext, _ref_key(dataset, real))
+
+
+def with_control(processes: Dict[str, object]) -> Dict[str, object]:
+    """``processes`` plus the isotropic control ``epd_isotropic`` (EPD's process with τ ≡ 1) when EPD is there."""
+    import dataclasses
+    if EPD not in processes or ISO in processes:
+        return dict(processes)
+    epd = processes[EPD]
+    return {**processes, ISO: type(epd)(dataclasses.replace(epd.config, tau="one", tau_sample=None))}
+
+
+def run_bands(processes: Dict[str, object], bands: Dict[float, torch.Tensor], profile: Profile,
+              seeds: Sequence[int], dataset: str, data_root=None, n_checkpoints: int = 10, device="cpu",
+              control: bool = True):
+    """Every (method, band, seed) run with its checkpoint evaluations; with ``control`` the isotropic control
+    ``epd_isotropic`` is trained beside EPD (``with_control``).
+
+    Returns (tidy DataFrame: method, sigma, band, seed, step, FD/KID/precision/recall/SWD columns and the band's
+    real-vs-real floor as ``floor_fd`` / ``floor_kid`` / ``floor_precision`` / ``floor_recall``;
     {(method, sigma): final-checkpoint samples of the first seed}). Samples at a checkpoint are seed-addressed
     by the training seed; the reference of each band is a fixed random subset of ``n_eval`` band images."""
     import pandas as pd
     from lib import study
     rows, finals = [], {}
+    processes = with_control(processes) if control else processes
     for b, (sigma, imgs) in enumerate(bands.items()):
         real = data_lib.to_float(imgs[torch.randperm(len(imgs), generator=torch.Generator().manual_seed(0))
                                       [:profile.n_eval]])
+        floor = {f"floor_{k}": v for k, v in band_floor(imgs, real, dataset, data_root).items() if k != "n"}
         for method, proc in processes.items():
             for seed in seeds:
                 def evaluate_fn(net, step, proc=proc, key=(method, sigma), seed=seed):
@@ -161,7 +195,7 @@ def run_bands(processes: Dict[str, object], bands: Dict[float, torch.Tensor], pr
                     return band_metrics(fake, real, dataset, data_root)
                 evals, run_dir = checkpointed_run(proc, imgs, profile, seed, evaluate_fn, n_checkpoints,
                                                   device=device)
-                rows += [{"method": method, "sigma": sigma, "band": b, "seed": seed, **r} for r in evals]
+                rows += [{"method": method, "sigma": sigma, "band": b, "seed": seed, **r, **floor} for r in evals]
                 if seed == seeds[0] and (method, sigma) not in finals:   # all evaluations came from the store
                     from lib.train import build_from_checkpoint
                     _, net = build_from_checkpoint(run_dir / "checkpoint.pt", device)
@@ -204,21 +238,80 @@ def heatmaps_figure(df, column: str, a: str = "ddpm", b: str = "edge_preserving"
     return fig
 
 
-def curves_figure(df, column: str, methods: Sequence[str] = ("ddpm", "edge_preserving")):
-    """The 2-D plot: ``column`` vs training step, one panel per band, one line per method."""
+def curves_figure(df, column: str, methods: Sequence[str] = ("ddpm", EPD, ISO)):
+    """The 2-D plot: ``column`` vs training step, one panel per band, one line per method (mean over seeds), with
+    the band's real-vs-real floor (dashed) and the quality gate of the last checkpoint in the legend."""
     import matplotlib.pyplot as plt
+    from lib.quality import GATE
+    methods = [m for m in methods if m in set(df["method"])]
+    gates = band_quality(df, column) if "precision" in df.columns else {}
     sigmas = sorted(df["sigma"].unique())
     fig, axes = plt.subplots(1, len(sigmas), figsize=(3.0 * len(sigmas), 2.8), squeeze=False, sharey=False)
     for ax, s in zip(axes[0], sigmas):
         for m in methods:
-            sub = df[(df["sigma"] == s) & (df["method"] == m)].sort_values("step")
-            ax.plot(sub["step"], sub[column], marker="o", ms=3, label=m)
+            sub = df[(df["sigma"] == s) & (df["method"] == m)].groupby("step")[column].mean()
+            q = gates.get(band_arm(m, s))
+            ax.plot(sub.index, sub.values, marker="o", ms=3,
+                    label=m + ("" if q is None else f" ({'passed' if q['passed'] else 'failed'})"))
+        floor_col = "floor_fd" if column.startswith(("FD_", "FID_")) else f"floor_{column}"
+        if floor_col in df.columns and df.loc[df["sigma"] == s, floor_col].notna().any():
+            ax.axhline(float(df.loc[df["sigma"] == s, floor_col].iloc[0]), color="k", ls="--", lw=1, label="real floor")
         ax.set_title(f"σ = {s:g}", fontsize=9)
         ax.set_xlabel("step")
+        ax.legend(fontsize=6)
     axes[0][0].set_ylabel(column)
-    axes[0][0].legend(fontsize=7)
+    fig.suptitle(GATE.describe(), fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def band_arm(method: str, sigma: float) -> str:
+    return f"{method} σ={sigma:g}"
+
+
+def band_quality(df, column: str) -> Dict[str, dict]:
+    """{"<method> σ=<s>": gate dict} (``lib.quality.gate``) of every (method, band): P/R/FD of the last
+    checkpoint per seed, the per-seed FD curves over the checkpoints and the band's floor."""
+    from lib import quality
+    out = {}
+    for (m, s), sub in df.groupby(["method", "sigma"], sort=False):
+        last = sub[sub["step"] == sub["step"].max()]
+        curves = [g.sort_values("step")[["step", column]].values.tolist() for _, g in sub.groupby("seed")]
+        floor = float(sub["floor_fd"].iloc[0]) if "floor_fd" in sub.columns and column.startswith(("FD_", "FID_")) \
+            else None
+        out[band_arm(m, s)] = quality.gate(last["precision"].tolist() if "precision" in sub else None,
+                                           last["recall"].tolist() if "recall" in sub else None,
+                                           last[column].tolist(), floor, curves,
+                                           kid=last["kid"].tolist() if "kid" in sub else None,
+                                           kid_floor=float(sub["floor_kid"].iloc[0]) if "floor_kid" in sub else None)
+    return out
+
+
+def band_quality_record(df, column: str) -> Dict[str, dict]:
+    """{"<method> σ=<s>": {"quality": gate dict, "learning_curve": [[step, mean FD over seeds], ...]}} for
+    metrics.json."""
+    q = band_quality(df, column)
+    out = {}
+    for (m, s), sub in df.groupby(["method", "sigma"], sort=False):
+        curve = sub.groupby("step")[column].mean()
+        out[band_arm(m, s)] = {"quality": q[band_arm(m, s)],
+                               "learning_curve": [[int(k), float(v)] for k, v in curve.items()]}
+    return out
+
+
+def method_quality(df, column: str, sigmas: Sequence[float], methods: Sequence[str]) -> Dict[str, dict]:
+    """One gate dict per method over the given bands: passed only if every band passed; reasons per band."""
+    q = band_quality(df, column)
+    out = {}
+    for m in methods:
+        per = {s: q[band_arm(m, s)] for s in sigmas if band_arm(m, s) in q}
+        mean = lambda k: (float(np.mean([g[k] for g in per.values()]))  # noqa: E731
+                          if per and all(g[k] is not None for g in per.values()) else None)
+        out[m] = {"passed": bool(per) and all(g["passed"] for g in per.values()), "precision": mean("precision"),
+                  "recall": mean("recall"), "fd": mean("fd"), "floor": mean("floor"),
+                  "reasons": [f"σ={s:g}: {r}" for s, g in per.items() for r in g["reasons"]] or
+                             ([] if per else ["no band measured"]), "bands": {f"{s:g}": g for s, g in per.items()}}
+    return out
 
 
 def spectra_figure(real: torch.Tensor, fakes: Dict[str, torch.Tensor], title: str = ""):
@@ -263,11 +356,33 @@ def claim15(df, column: str, seeds: Sequence[int], bands: Sequence[int] = LOW_TO
     sub = df[df["sigma"].isin(chosen)]
     per_seed = {m: [float(sub[(sub["method"] == m) & (sub["seed"] == s)][column].mean()) for s in seeds]
                 for m in ("edge_preserving", "ddpm")}
+    quality = method_quality(df, column, chosen, ("edge_preserving", "ddpm")) if "precision" in df else None
     entry = claims.compare("15", "epd", "In the first training iterations EPD reaches lower FD than DDPM on the "
                            "low-to-mid-frequency (blurred) variants of the data (App. B)", column,
                            {"edge_preserving": per_seed["edge_preserving"]}, {"ddpm": per_seed["ddpm"]},
-                           paper_values=None, **context)
+                           paper_values=None, quality=quality, **context)
+    entry["quality"] = quality
     diff = difference_grid(df, column).mean(axis=1)
     entry["bands_used_sigma"] = chosen
     entry["mean_difference_ddpm_minus_epd_per_band"] = {f"{s:g}": float(v) for s, v in diff.items()}
+    return entry
+
+
+def claim15_control(df, column: str, seeds: Sequence[int], bands: Sequence[int] = LOW_TO_MID, **context) -> dict:
+    """Claim 15 split by the isotropic control: EPD vs ``epd_isotropic`` (τ ≡ 1, same target, loss and sampler)
+    on the same bands and checkpoints — whether EPD's early advantage is an edge effect (None without the arm)."""
+    from lib import claims
+    if ISO not in set(df["method"]):
+        return None
+    sigmas = sorted(df["sigma"].unique())
+    chosen = [sigmas[i] for i in bands if i < len(sigmas)]
+    sub = df[df["sigma"].isin(chosen)]
+    per_seed = {m: [float(sub[(sub["method"] == m) & (sub["seed"] == s)][column].mean()) for s in seeds]
+                for m in (EPD, ISO)}
+    quality = method_quality(df, column, chosen, (EPD, ISO)) if "precision" in df else None
+    entry = claims.compare("15-edge", "epd", "the edge effect on the blurred variants: EPD reaches lower FD than "
+                           "its isotropic control (tau = 1: same sigma_t*eps target, loss and sampler) over the "
+                           "low-to-mid bands and all checkpoints", column, {EPD: per_seed[EPD]}, {ISO: per_seed[ISO]},
+                           paper_values=None, quality=quality, **context)
+    entry["quality"], entry["bands_used_sigma"] = quality, chosen
     return entry

@@ -34,6 +34,8 @@ class Profile:
     seeds: Tuple[int, ...]                 # Training/sampling seeds (one model per seed).
     sample_batch: int                      # Sampling batch size.
     ema_decay: float = 0.999               # EMA decay of the evaluated weights.
+    precision: str = "auto"                # Training and sampling: "auto" (bf16 autocast on CUDA and on CPUs with
+                                           # native bf16, lib.precision) | "bf16" | "fp32".
     note: str = ""                         # What this scale is, for the reports.
 
     def unet(self, in_channels: int, out_channels: int | None = None) -> UNetConfig:

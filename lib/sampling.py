@@ -4,22 +4,23 @@ All samplers take the network and the generator as arguments and run under ``tor
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Callable, Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from lib import distributed
+from lib import precision as precision_lib
 from lib import rng as rng_lib
 from lib.processes.base import DiffusionProcess
 
 
-def _autocast(device: torch.device):
-    """bf16 autocast on CUDA (same numerics as training), nothing on CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def _autocast(device: torch.device, precision: Optional[str] = None):
+    """bf16 autocast for ``precision`` (``lib.precision``; "auto": CUDA and CPUs with native bf16).  None: the
+    historical default, bf16 on CUDA and float32 on CPU (so seed-addressed CPU samples keep their bits)."""
+    if precision is None:
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    return precision_lib.autocast(device, precision)
 
 
 def _float_net(net):
@@ -30,18 +31,20 @@ def _float_net(net):
 @torch.no_grad()
 def sample(process: DiffusionProcess, net, shape: Sequence[int], generator, *, x_init: Optional[torch.Tensor] = None,
            start: Optional[int] = None, prior_data: Optional[torch.Tensor] = None, device="cpu",
-           callback: Optional[Callable] = None, progress: bool = True) -> torch.Tensor:
+           callback: Optional[Callable] = None, progress: bool = True,
+           precision: Optional[str] = None) -> torch.Tensor:
     """Run the reverse process and return [-1, 1] images.
 
     x_init      -- start from this state instead of ``process.prior`` (e.g. a degraded image, SDEdit)
     start       -- first time index of the reverse loop (defaults to the top of the schedule)
     prior_data  -- images handed to data-dependent priors (IHDM, Cold)
     callback    -- called as ``callback(t, x_t, x0_hat)`` after every step (trajectories, x̂0 figures)
+    precision   -- "auto" | "bf16" | "fp32" (``lib.precision``); None: bf16 on CUDA, float32 on CPU
     """
     device = torch.device(device)
     x = process.prior(tuple(shape), generator, x0=prior_data, device=device) if x_init is None else x_init.to(device)
     f = _float_net(net)
-    with _autocast(device):
+    with _autocast(device, precision):
         for t, t_prev in tqdm(process.sampling_timesteps(start), desc=f"sample {process.name}", leave=False,
                               disable=not progress):
             out = process.step(f, x, t, t_prev, generator)
@@ -72,7 +75,7 @@ def sample_ddim(process, net, x_init: torch.Tensor, num_steps: int, generator=No
 @torch.no_grad()
 def generate(process: DiffusionProcess, net, n: int, image_shape: Sequence[int], seed: int, *, batch_size: int = 64,
              device="cpu", prior_data: Optional[torch.Tensor] = None, first_index: int = 0,
-             progress: bool = True, split: Optional[bool] = None) -> torch.Tensor:
+             progress: bool = True, split: Optional[bool] = None, precision: Optional[str] = None) -> torch.Tensor:
     """Generate ``n`` images; image i depends only on (seed, first_index + i), not on ``batch_size``.
 
     For data-dependent priors, ``prior_data`` must hold one image per generated sample (row i for image i).
@@ -89,7 +92,7 @@ def generate(process: DiffusionProcess, net, n: int, image_shape: Sequence[int],
         pd = None if prior_data is None else prior_data[lo:hi]
         part = generate(process, net, hi - lo, image_shape, seed, batch_size=batch_size, device=device,
                         prior_data=pd, first_index=first_index + lo,
-                        progress=progress and distributed.is_main(), split=False)
+                        progress=progress and distributed.is_main(), split=False, precision=precision)
         return distributed.all_gather_cat(part)
     out = []
     bar = tqdm(total=n, desc=f"generate {process.name}", disable=not progress)
@@ -98,7 +101,7 @@ def generate(process: DiffusionProcess, net, n: int, image_shape: Sequence[int],
         gen = rng_lib.stacked(seed, idx, device=device)
         pd = None if prior_data is None else prior_data[lo:lo + len(idx)].to(device)
         out.append(sample(process, net, (len(idx), *image_shape), gen, prior_data=pd, device=device,
-                          progress=False).cpu())
+                          progress=False, precision=precision).cpu())
         bar.update(len(idx))
     bar.close()
     return torch.cat(out) if out else torch.empty((0, *image_shape))

@@ -167,8 +167,36 @@ def clip_column(weights: Optional[str], out: Dict[str, torch.Tensor], originals:
 
 # ---------------------------------------------------------------------------------------------------- claims
 
+def with_control(processes: Dict[str, object]) -> Dict[str, object]:
+    """``processes`` plus ``epd_isotropic`` (EPD with τ ≡ 1, the control arm) when EPD is among them."""
+    from lib.frequency import with_control as _with_control
+    return _with_control(processes)
+
+
+def model_quality(procs: Dict[str, object], models: Dict[tuple, object], x: torch.Tensor, profile, seeds,
+                  dataset: str, data_root=None, device="cpu"):
+    """({method: gate dict}, curves, floor): the quality gate of the models SDEdit starts from (``lib.quality``):
+    unconditional samples (n = profile.n_eval) of each EMA snapshot against a seeded reference of ``x`` (float
+    images), floor = the next n images.  ``models[(method, seed)]`` are ``study.train_model`` results."""
+    from lib import quality, study
+    from lib.train import load_snapshot
+    ext = study.extractor_for(dataset, data_root)
+    if ext is None:
+        return {m: quality.not_measured("no feature extractor for this dataset (SWD only)") for m in procs}, {}, None
+    n = min(profile.n_eval, len(x) // 2)
+    real = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:n]]
+
+    def sample(m, r, seed, path):
+        return study.sample_model(procs[m], load_snapshot(r.ema, path), n, x.shape[1:], seed, profile, device,
+                                  prior_data=study.prior_images(x, n, seed + 1000), progress=False)
+    trained = {m: [models[(m, s)] for s in seeds] for m in procs}
+    return quality.measure(trained, sample, list(seeds), real, quality.held_out_images(x, n), ext,
+                           f"{dataset}-{x.shape[-1]}px-{n}")
+
+
 def sdedit_claims(per_seed: Dict[str, Dict[str, list]], fd_col: str, clip: Dict[str, object], **context) -> list:
-    """Ledger entries for claims 5-8 and 10. ``per_seed[method][metric]`` = list over seeds."""
+    """Ledger entries for claims 5-8 and 10 (and "5a-edge", EPD vs its isotropic control, when that arm ran).
+    ``per_seed[method][metric]`` = list over seeds; ``context`` may carry ``quality={method: gate dict}``."""
     from lib import claims
     epd, ddpm, bndm = per_seed["edge_preserving"], per_seed["ddpm"], per_seed["bndm"]
     out = [
@@ -181,7 +209,8 @@ def sdedit_claims(per_seed: Dict[str, Dict[str, list]], fd_col: str, clip: Dict[
     ]
     gains = [100.0 * (d - e) / d for d, e in zip(ddpm[fd_col], epd[fd_col])]
     out.append(claims.within_tolerance("6", "epd", "EPD's SDEdit FID gain over DDPM is about 15-23 %",
-                                       f"relative {fd_col} gain (%)", gains, 18.65, 3.95, **context))
+                                       f"relative {fd_col} gain (%)", gains, 18.65, 3.95,
+                                       arms=["edge_preserving", "ddpm"], **context))
     out.append(claims.compare("7", "epd", "SDEdit precision: EPD >= DDPM (Table 4)", "precision",
                               {"ddpm": ddpm["precision"]}, {"edge_preserving": epd["precision"]},
                               paper_values={"AFHQ-Cat EPD": 0.93, "AFHQ-Cat DDPM": 0.92}, **context))
@@ -191,6 +220,11 @@ def sdedit_claims(per_seed: Dict[str, Dict[str, list]], fd_col: str, clip: Dict[
                          paper_values={"AFHQ-Cat EPD": 0.80, "AFHQ-Cat DDPM": 0.66, "CelebA EPD": 0.46,
                                        "CelebA DDPM": 0.53}, **context)
     out.append(rec)
+    if "epd_isotropic" in per_seed:
+        out.append(claims.compare("5a-edge", "epd", "the edge effect in SDEdit: EPD has lower stroke-to-image FD "
+                                  "than its isotropic control (tau = 1: same sigma_t*eps target, loss and sampler)",
+                                  fd_col, {"edge_preserving": epd[fd_col]},
+                                  {"epd_isotropic": per_seed["epd_isotropic"][fd_col]}, **context))
     if clip.get("status") == "ok":
         out.append(claims.compare("10", "epd", "SDEdit CLIP score: EPD > DDPM (Table 6)", "CLIP",
                                   {"ddpm": [float(clip["ddpm"])]}, {"edge_preserving": [float(clip["edge_preserving"])]},
@@ -205,17 +239,35 @@ def sdedit_claims(per_seed: Dict[str, Dict[str, list]], fd_col: str, clip: Dict[
 
 # ---------------------------------------------------------------------------------------------------- tables
 
-def evaluate_outputs(outputs: Dict[tuple, torch.Tensor], originals: torch.Tensor, dataset: str, data_root=None):
+GUIDE_UNCHANGED = "guide unchanged"          # the do-nothing baseline: the stroke guide returned as the output
+_GUIDE_LABELS = ("guide (no model)", GUIDE_UNCHANGED)
+
+
+def evaluate_outputs(outputs: Dict[tuple, torch.Tensor], originals: torch.Tensor, dataset: str, data_root=None,
+                     guides: Optional[torch.Tensor] = None):
     """Tidy table, one row per (method, seed): FD vs the originals (project extractor), precision/recall, SWD,
-    SSIM/RMSE to the paired original. ``outputs`` maps (method, seed) -> images in [-1, 1]."""
+    SSIM/RMSE to the paired original. ``outputs`` maps (method, seed) -> images in [-1, 1].
+
+    The table always has the "guide unchanged" baseline (the guides themselves as outputs: what doing nothing
+    scores): an ``outputs`` entry named "guide unchanged" (or "guide (no model)"), else added from ``guides``; the column
+    ``worse than guide unchanged`` marks each method row whose FD column is above the baseline's."""
     import pandas as pd
     from lib import study
+    outputs = dict(outputs)
+    if guides is not None and not any(m in _GUIDE_LABELS for m, _ in outputs):
+        outputs[(GUIDE_UNCHANGED, next(iter(outputs))[1] if outputs else 0)] = guides
     rows = []
     for (method, seed), x in outputs.items():
         row = study.evaluate(x, originals, dataset, data_root)
         scalars = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         rows.append({"method": method, "seed": seed, **scalars, **reconstruction_metrics(x, originals)})
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    col = next((c for c in df.columns if c.startswith(("FD_", "FID_"))), "SWD_mean")
+    base = df.loc[df["method"].isin(_GUIDE_LABELS), col]
+    if len(base):
+        df["worse than guide unchanged"] = [None if m in _GUIDE_LABELS else bool(v > base.mean())
+                                            for m, v in zip(df["method"], df[col])]
+    return df
 
 
 def per_seed_values(df, metrics) -> Dict[str, Dict[str, list]]:

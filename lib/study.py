@@ -15,7 +15,7 @@ from lib import schedules
 from lib.processes import PROCESSES, DiffusionProcess, make_process
 from lib.profiles import Profile
 from lib.sampling import generate
-from lib.train import TrainConfig, TrainResult, train
+from lib.train import TrainConfig, TrainResult, train, used_precision_of
 from lib.unet import UNet
 
 # Paper-scale training settings per process family (epd_spec §4.2, baselines_spec §2.5/§3.6, cold_spec §5.3);
@@ -54,6 +54,7 @@ def train_config(name: str, profile: Profile, seed: int, **overrides) -> TrainCo
     if profile.name != "paper":
         fam.update(lr=profile.lr, warmup_steps=min(fam.get("warmup_steps", 0), profile.train_steps // 10))
     cfg = dict(steps=profile.train_steps, batch_size=profile.batch_size, seed=seed, ema_decay=profile.ema_decay,
+               precision=profile.precision,
                ckpt_every=max(1, min(1000, profile.train_steps // 4)), log_every=max(1, profile.train_steps // 50))
     if profile.name in COMPILED_PROFILES:
         cfg["compile"] = "auto"  # torch.compile on CUDA (eager fallback); nothing changes on a CPU
@@ -75,12 +76,14 @@ def model_key(process: DiffusionProcess, net_config: dict, train_cfg: TrainConfi
 
 
 def train_model(process: DiffusionProcess, data, profile: Profile, seed: int, run_dir: Optional[Path] = None,
-                device="cpu", progress: bool = True, **train_overrides) -> TrainResult:
+                device="cpu", progress: bool = True, snapshots: int = 4, **train_overrides) -> TrainResult:
     """Train a fresh profile-sized U-Net on ``data``.
 
     Models are shared between notebooks: unless ``run_dir`` is given, the checkpoint lives in
     ``<RUNS_DIR>/models/<model_key>``, so the same (process, net, training, data, code) is trained once and every
     notebook that needs it (Table 1, the ablations' default arm, ...) reuses or resumes it.
+    ``snapshots`` EMA snapshots are kept beside it at k/snapshots of the steps (``lib.quality``'s learning
+    curve; ``result.snapshots``); 0 keeps none.
     """
     from lib.experiment import RUNS_DIR
     images = getattr(data, "images", data)
@@ -88,9 +91,38 @@ def train_model(process: DiffusionProcess, data, profile: Profile, seed: int, ru
     torch.manual_seed(seed)
     net = UNet(profile.unet(c, process.out_channels(c)))
     cfg = train_config(process.name, profile, seed, **train_overrides)
+    # the precision actually used on this device, so the model key (and the checkpoint) name it: a bf16 model
+    # and a float32 model are different models
+    cfg = dataclasses.replace(cfg, precision=used_precision_of(cfg, device))
     if run_dir is None:
         run_dir = RUNS_DIR / "models" / model_key(process, net.config.to_dict(), cfg, images)
-    return train(process, net, data, cfg, run_dir=run_dir, device=device, progress=progress)
+    from lib.quality import snapshot_steps
+    snaps = snapshot_steps(cfg.steps, snapshots) if snapshots else ()
+    result = train(process, net, data, cfg, run_dir=run_dir, device=device, progress=progress, snapshot_steps=snaps)
+    save_prior(process, result.checkpoint)
+    return result
+
+
+def save_prior(process: DiffusionProcess, checkpoint) -> None:
+    """Write a fitted generation prior (``process.prior_state()``, e.g. Cold's GMM and SR block shape) into the
+    checkpoint under "prior", atomically, so a reloaded model samples the same (``load_model``)."""
+    from lib import distributed, io
+    state = getattr(process, "prior_state", lambda: None)()
+    if state is None or checkpoint is None or not Path(checkpoint).exists() or not distributed.is_main():
+        return
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if ckpt.get("prior") != state:
+        io.torch_save({**ckpt, "prior": state}, checkpoint)
+
+
+def load_model(checkpoint, device="cpu"):
+    """(process, EMA net) from a checkpoint, the process carrying the prior saved with it (``save_prior``)."""
+    from lib.train import build_from_checkpoint, load_checkpoint
+    process, net = build_from_checkpoint(checkpoint, device)
+    prior = load_checkpoint(checkpoint).get("prior")
+    if prior is not None:
+        process = process.with_prior(prior)
+    return process, net
 
 
 def sample_model(process: DiffusionProcess, net, n: int, image_shape: Sequence[int], seed: int, profile: Profile,
@@ -102,7 +134,7 @@ def sample_model(process: DiffusionProcess, net, n: int, image_shape: Sequence[i
         from lib.train import CompiledOrEager
         net = CompiledOrEager(net, True)
     return generate(process, net, n, image_shape, seed, batch_size=profile.sample_batch,
-                    device=device, prior_data=prior_data, progress=progress)
+                    device=device, prior_data=prior_data, progress=progress, precision=profile.precision)
 
 
 def prior_images(data_float: torch.Tensor, n: int, seed: int) -> torch.Tensor:

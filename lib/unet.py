@@ -332,11 +332,15 @@ def measure_flops(model: nn.Module, x: torch.Tensor, t) -> int:
     Convolutions, matmuls and attention are counted; norms and pointwise ops are not. The CPU SDPA kernel
     is not in torch's FLOP registry, so it is mapped to the same formula as the GPU kernels.
     """
-    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
     aten = torch.ops.aten
     extra = {}
     if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
-        extra[aten._scaled_dot_product_flash_attention_for_cpu] = sdpa_flop
+        # custom_mapping wraps a raw (shape) formula itself; torch's ``sdpa_flop`` is already wrapped and
+        # raised TypeError here whenever the CPU flash kernel ran (contiguous q, k, v).
+        def _cpu_flash_flop(q_shape, k_shape, v_shape, *args, out_shape=None, **kwargs) -> int:
+            return sdpa_flop_count(q_shape, k_shape, v_shape)
+        extra[aten._scaled_dot_product_flash_attention_for_cpu] = _cpu_flash_flop
     with FlopCounterMode(display=False, custom_mapping=extra) as counter:
         model(x, t)
     return counter.get_total_flops()

@@ -4,6 +4,9 @@ Called by ./run_all.sh (which bootstraps the environment first).  For each noteb
   results/<nb>/<profile>/<nb>.ipynb     the executed notebook (outputs kept)
   results/<nb>/<profile>/report.html    the report (code hidden)
   results/<nb>/<profile>/run.json       status, duration, parameters, input hash
+  cache/logs/<nb>__<profile>.log        what the kernel wrote to stderr (warnings, progress bars) and the library
+                                        log lines of its stdout (``[name] ...``): kept out of the report, whose
+                                        absolute machine paths are also written relative (``clean_outputs``)
 Parameters come from notebooks/params/<profile>.yaml (keys ``all`` and ``<nb>``) plus ``profile`` itself, then
 ``--data-root`` and ``-p NAME=VALUE``.  They are checked against each notebook's parameters cell before anything
 runs: an unknown name or a value of the wrong type stops with exit status 2 and nothing written.
@@ -28,6 +31,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -46,6 +50,7 @@ PROFILES = ("smoke", "quick", "gpu", "paper")
 STAGING = ".staging"          # results/.staging/<nb>/<folder>/: the kernel's DIFFUSION_RESULTS_DIR while it runs
 PUBLISH = "PUBLISH.json"      # written into a staging folder before its swap: the swap is finished on recovery
 FAILED = "FAILED.json"        # beside the last good results when a later run of the same folder failed
+LOG_DIR = ROOT / "cache" / "logs"  # <nb>__<folder>.log: what the kernel wrote to stderr and library log lines
 
 
 def notebook_list(nb_dir: Path, only: str | None):
@@ -86,6 +91,67 @@ def input_hash(nb: Path, params: dict) -> str:
     h.update(code_hash().encode())
     h.update((ROOT / "requirements.txt").read_bytes())
     return h.hexdigest()[:16]
+
+
+LOG_LINE = re.compile(r"^\[[A-Za-z0-9_.-]+\] ")  # a library's log line, e.g. "[mnistclf] loaded ...: accuracy 0.99"
+TEXT_MIMES = ("text/plain", "text/html", "text/markdown")
+
+
+def _scrub(text: str, paths: dict) -> str:
+    """Replace absolute machine paths (the repo, the results and staging folders) by their relative names."""
+    for path, name in paths.items():
+        text = text.replace(path + "/", f"{name}/" if name else "").replace(path, name or ".")
+    return text
+
+
+def clean_outputs(book, paths: dict | None = None) -> str:
+    """Make an executed notebook a report: move its stderr blocks (warnings, progress bars, library logging) and
+    the library log lines of its stdout (``[name] ...``) out of the outputs, and write absolute machine paths as
+    relative ones.  Returns the text moved out (for the kernel's log file); ``book`` is changed in place."""
+    paths = {str(k): v for k, v in (paths or {}).items() if len(str(k)) > 1}  # never "/" itself
+    paths = dict(sorted(paths.items(), key=lambda kv: -len(kv[0])))  # the longest (most specific) path first
+    log = []
+    for i, cell in enumerate(book.cells):
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                text = out.get("text", "")
+                if out.get("name") == "stderr":
+                    log.append(f"--- cell {i} stderr\n{text}")
+                    continue
+                lines = text.splitlines(keepends=True)
+                moved = [ln for ln in lines if LOG_LINE.match(ln)]
+                if moved:
+                    log.append(f"--- cell {i} stdout\n{''.join(moved)}")
+                    text = "".join(ln for ln in lines if not LOG_LINE.match(ln))
+                    if not text:
+                        continue
+                out["text"] = _scrub(text, paths)
+            elif out.get("output_type") in ("execute_result", "display_data"):
+                for mime in TEXT_MIMES:
+                    if mime in out.get("data", {}):
+                        v = out["data"][mime]
+                        out["data"][mime] = _scrub("".join(v) if isinstance(v, list) else v, paths)
+            elif out.get("output_type") == "error":
+                out["evalue"] = _scrub(str(out.get("evalue", "")), paths)
+                out["traceback"] = [_scrub(t, paths) for t in out.get("traceback", [])]
+            kept.append(out)
+        cell["outputs"] = kept
+    return "".join(log)
+
+
+def finish_notebook(running: Path, log_file: Path, paths: dict) -> None:
+    """clean_outputs on the executed notebook file; the moved text goes to ``log_file``."""
+    import nbformat
+    book = nbformat.read(str(running), as_version=4)
+    log = clean_outputs(book, paths)
+    nbformat.write(book, str(running))
+    if log:
+        io.write_text(log_file, log)
+    elif log_file.exists():
+        log_file.unlink()  # a previous run's log would describe another run
 
 
 def render_html(executed: Path, html: Path) -> None:
@@ -185,8 +251,10 @@ def recover(stage: Path, out_root: Path) -> str | None:
     return "discarded the staging folder of an interrupted run"
 
 
-def run_one(nb: Path, out_root: Path, profile: str, extra: dict, force: bool, timeout: int | None) -> dict:
+def run_one(nb: Path, out_root: Path, profile: str, extra: dict, force: bool, timeout: int | None,
+            log_dir: Path | None = None) -> dict:
     import papermill as pm
+    log_dir = Path(log_dir or LOG_DIR)
     stem = nb.stem
     params = notebook_params(nb, profile, extra)
     folder = result_folder(profile, params)
@@ -208,11 +276,16 @@ def run_one(nb: Path, out_root: Path, profile: str, extra: dict, force: bool, ti
     record = {"notebook": stem, "profile": profile, "parameters": params, "input_hash": key,
               "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     running = stage_dir / f".{stem}.running.ipynb"
-    saved_env = os.environ.get("DIFFUSION_RESULTS_DIR")
+    log_file = log_dir / f"{stem}__{folder}.log"  # the kernel's stderr and library log lines (not the report's)
+    paths = {stage_dir.resolve(): "", stage.resolve(): "results", out_root.resolve(): "results", ROOT: "",
+             Path.home(): "~"}
+    saved_env = {k: os.environ.get(k) for k in ("DIFFUSION_RESULTS_DIR", "MPLBACKEND")}
     os.environ["DIFFUSION_RESULTS_DIR"] = str(stage.resolve())  # the kernel inherits it (lib.experiment)
+    os.environ["MPLBACKEND"] = "Agg"  # figures reach the report once, as saved (Run.save_figure shows the PNG)
     try:
         pm.execute_notebook(str(nb), str(running), parameters=params, cwd=str(ROOT), kernel_name="python3",
                             progress_bar=False, log_output=False, execution_timeout=timeout)
+        finish_notebook(running, log_file, paths)
         render_html(running, stage_dir / "report.html")
         running.replace(stage_dir / f"{stem}.ipynb")
         record.update(status="ok")
@@ -220,10 +293,11 @@ def run_one(nb: Path, out_root: Path, profile: str, extra: dict, force: bool, ti
         record.update(status="failed", error=failure_summary(exc), traceback=traceback.format_exc(limit=3),
                       ename=getattr(exc, "ename", type(exc).__name__))
     finally:
-        if saved_env is None:
-            os.environ.pop("DIFFUSION_RESULTS_DIR", None)
-        else:
-            os.environ["DIFFUSION_RESULTS_DIR"] = saved_env
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     record["seconds"] = round(time.time() - t0, 1)
     if record["status"] == "ok":
         io.write_json(stage_dir / "run.json", record)
@@ -235,12 +309,14 @@ def run_one(nb: Path, out_root: Path, profile: str, extra: dict, force: bool, ti
         status_file.exists() and json.loads(status_file.read_text()).get("status") == "ok")
     if not has_results:  # nothing to protect: the failed run's partial outputs show what happened
         if running.exists():
+            finish_notebook(running, log_file, paths)
             render_html(running, stage_dir / "report.html")
             running.replace(stage_dir / f"{stem}.failed.ipynb")
         io.write_json(stage_dir / "run.json", record)
         publish(stage, out_root, main_rel)
     else:  # keep the last good results' files; add the failure record and the failed notebook beside them
         if running.exists():
+            finish_notebook(running, log_file, paths)
             io.write_bytes(out_dir / f"{stem}.failed.ipynb", running.read_bytes())
         io.write_json(out_dir / FAILED, {**record, "failed_notebook": f"{stem}.failed.ipynb",
                                          "note": "the other files here are from the last successful run"})
@@ -280,6 +356,9 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     ap.add_argument("--notebooks", default=str(ROOT / "notebooks"), help="notebook folder")
     ap.add_argument("--results", default=str(ROOT / "results"), help="results folder")
+    ap.add_argument("--log-dir", default=str(LOG_DIR),
+                    help="folder of the kernels' logs: stderr (warnings, progress bars) and library log lines, "
+                         "which stay out of the reports (default: cache/logs)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="notebooks run in this many parallel processes (default 1; each kernel uses its own threads)")
     ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
@@ -309,7 +388,7 @@ def main(argv=None) -> int:
         print("error: bad notebook parameters, nothing was run:\n" + "\n".join(bad), file=sys.stderr)
         return 2
     failures = 0
-    run_args = (Path(args.results), args.profile, extra, args.force, args.timeout)
+    run_args = (Path(args.results), args.profile, extra, args.force, args.timeout, Path(args.log_dir))
     try:
         failures = run_all(nbs, run_args, args)
     except KeyboardInterrupt:

@@ -248,3 +248,27 @@ def test_tiny_unet_loss_falls(variant):
     losses = tiny_unet_losses(make_process("bndm", **{**PRESETS[variant], **BNDM.small_overrides}))
     first, last = np.mean(losses[:2]), np.mean(losses[-3:])   # windows of 20 and 30 steps
     assert last < first / 3, losses
+
+
+def test_official_128_white_pairing_decorrelates_w_and_b():
+    """baselines_spec §4.3 item 10: E[w·b] ≈ 0.91 with the same w (default), ≈ 0 with the official 128-px pairing;
+    the shuffle is the spec's per-tile reshape/transpose and the identity for one channel."""
+    from lib.processes.bndm import official_128_white
+    w = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    same, official = BNDM(), BNDM(white_pairing="official_128")
+    assert same.config.white_pairing == "same"
+    b = same.blue(w)
+    assert torch.equal(official.blue(w), b)
+    wp = official.paired_white(w)
+    assert torch.equal(wp[:, :, 64:, :64], w[:, :, 64:, :64].reshape(2, 3, 4096).transpose(1, 2).reshape(2, 3, 64, 64))
+    assert torch.equal(same.paired_white(w), w)
+    assert float((w * b).mean()) > 0.85 and abs(float((wp * b).mean())) < 0.03
+    t = int(np.argmin(np.abs(same.gamma - 0.5)))
+    x0 = torch.zeros_like(w)
+    var_same = float(same.q_sample(x0, t, noise=w).var() / (t / same.config.T) ** 2)
+    var_off = float(official.q_sample(x0, t, noise=w).var() / (t / same.config.T) ** 2)
+    assert var_same > 0.85 and 0.4 < var_off < 0.6           # spec: 0.96 vs 0.50 at γ = 0.5
+    _, _, d2_same, _ = same.targets(x0, torch.full((2,), t), w)
+    _, _, d2_off, _ = official.targets(x0, torch.full((2,), t), w)
+    assert not torch.allclose(d2_same, d2_off)               # the pairing reaches the d2* target too
+    assert torch.equal(official_128_white(w[:, :1]), w[:, :1])

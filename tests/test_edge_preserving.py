@@ -243,3 +243,25 @@ def test_config_validation_messages():
         make_process("edge_preserving", target="unit_eps")
     mism = make_process("edge_preserving", tau="cosine", tau_sample="linear")
     assert not np.allclose(mism.tau, mism.tau_sample)
+
+
+def test_q18_float32_posterior_reproduces_the_official_rounding():
+    """epd_spec Q18: the official float32 posterior is off by ~1e-4 (a sizeable fraction of the posterior sd) at
+    t = 1 and by < 1e-6 for t ≳ 100; the default float64 posterior is exact."""
+    from lib.processes.edge_preserving import EdgePreserving
+    p64 = EdgePreserving()
+    p32 = EdgePreserving(posterior_dtype="float32")
+    assert p64.config.posterior_dtype == "float64"
+    x0 = torch.where(torch.arange(16) < 8, -1.0, 1.0).double().expand(1, 1, 16, 16) \
+        + 0.3 * torch.linspace(-1, 1, 16, dtype=torch.float64)
+    x_t = (x0 + 0.5 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)).float()
+    diffs = {}
+    for t in (1, 100, 300):
+        m64, v64 = p64.posterior_mean_variance(x0, x_t.double(), t)
+        m32, _ = p32.posterior_mean_variance(x0.float(), x_t, t)
+        assert m32.dtype == torch.float32 and m64.dtype == torch.float64
+        diffs[t] = ((m32.double() - m64).abs().max().item(), ((m32.double() - m64).abs() / v64.sqrt()).max().item())
+    assert 3e-5 < diffs[1][0] < 3e-3 and diffs[1][1] > 0.1     # spec: ~4e-4, ~1.45 posterior sd
+    assert diffs[100][0] < 1e-6 and diffs[300][0] < 1e-6
+    with pytest.raises(ValueError):
+        EdgePreserving(posterior_dtype="float16")

@@ -11,9 +11,10 @@ from lib import epd_experiments as E
 from lib.profiles import get_profile
 
 
-def _ctx():
+def _ctx(**kw):
     return SimpleNamespace(ctx=dict(dataset="mnist", resolution="32x32", profile="smoke", scale="test",
-                                    paper_metric=E.PAPER_METRIC), dataset="mnist")
+                                    paper_metric=E.PAPER_METRIC), dataset="mnist", prof=get_profile("smoke"),
+                           budget={}, real=torch.rand(6, 1, 16, 16) * 2 - 1, **kw)
 
 
 def _df(values_by_arm, col="FD_mnistclf"):
@@ -35,7 +36,7 @@ def test_ablation_arms_change_only_their_factor():
     assert E.tau_arms()["tau=cosine"].sample_process(prof).config.tau == "cosine"
     assert E.tphi_arms()["t_phi=0.25"].train_process(prof).config.t_phi == 0.25
     lam = E.lambda_arms([1e-5, 1.0])
-    assert list(lam) == ["lambda=1e-05", "lambda=1", "lambda(t) linear", "lambda(t) sigmoid"]
+    assert list(lam) == ["lambda=1e-05", "lambda=1", "lambda(t) linear", "lambda(t) sigmoid", E.ISO]
     c = lam["lambda=1e-05"].train_process(prof).config
     assert c.lambda_schedule == "constant" and c.lambda_constant == 1e-5
 
@@ -50,7 +51,10 @@ def test_quirk_arms_training_vs_sampling_side():
     assert q9.train_process(prof).config_dict() == E.epd_arm().train_process(prof).config_dict()
     assert q9.sample_process(prof).config.final_step == "denoise"
     assert all(E.arm_name_for(arms, r[k]) in arms for r in rows for k in ("code_arm", "paper_arm"))
-    assert len(set(arms)) == len(arms) == 7
+    assert len(set(arms)) == len(arms) == 8
+    q18 = rows[-1]["code_arm"]   # sampling-only: the default model sampled with the float32 posterior
+    assert q18.train_process(prof).config_dict() == E.epd_arm().train_process(prof).config_dict()
+    assert q18.sample_process(prof).config.posterior_dtype == "float32"
 
 
 def test_summary_and_fd_column():
@@ -72,6 +76,44 @@ def test_table1_claims_follow_the_verdict_rule():
     out = {c["id"]: c for c in E.table1_claims(many, _ctx())}
     assert out["EPD-1"]["verdict"] == "reproduced" and out["EPD-2"]["verdict"] == "reproduced"
     assert out["EPD-9-precision"]["verdict"] == "reproduced"   # equal precision: |diff| = 0 <= 0.02
+
+
+def test_isotropic_control_claims_separate_edge_and_loss_effects():
+    df = _df({"ddpm": [10.0, 10.5, 11.0], "ihdm": [50.0, 51, 52], "bndm": [9.5, 9.6, 9.7], E.EPD: [7.0, 7.2, 7.1],
+              E.ISO: [7.05, 7.15, 7.1]})
+    out = {c["id"]: c for c in E.table1_claims(df, _ctx())}
+    edge, loss = out["EPD-1-edge"], out["EPD-1-loss"]
+    assert list(edge["ours"]) == [E.EPD, E.ISO] and list(loss["ours"]) == [E.ISO, "ddpm"]
+    assert edge["verdict"] == "inconclusive" and loss["verdict"] == "reproduced"   # the gap is the loss weighting
+    assert "EPD-1-edge" not in {c["id"] for c in E.table1_claims(df[df["arm"] != E.ISO], _ctx())}
+    prof = get_profile("smoke")
+    iso = E.table1_arms()[E.ISO].train_process(prof).config
+    assert iso.tau == "one" and iso.target == "scaled_noise"     # EPD's own target and sampler, τ ≡ 1
+    for arms in (E.tau_arms(), E.tphi_arms(), E.lambda_arms([1e-3])):
+        assert arms[E.ISO].train_process(prof).config_dict() == E.isotropic_arm().train_process(prof).config_dict()
+    assert {c["id"] for c in E.tphi_claims(_df({"t_phi=0.5": [1.0], "t_phi=0.25": [2.0], E.ISO: [3.0]}),
+                                            _ctx())} == {"EPD-18-1"}
+
+
+def test_epd22_isotropic_reduction_is_measured_exactly():
+    c = {c["id"]: c for c in E.table1_claims(_df({"ddpm": [1.0], "ihdm": [1.0], "bndm": [1.0], E.EPD: [1.0]}),
+                                              _ctx())}["EPD-22"]
+    assert c["verdict"] == "reproduced" and c["ours"]["mean"] < 1e-12
+    prof = get_profile("smoke")
+    ddpm = E.Arm("ddpm").train_process(prof)
+    edges = E.epd_arm().train_process(prof)              # τ linear: not a reduction, the check must see it
+    assert max(E.isotropic_reduction(edges, ddpm, torch.rand(4, 1, 16, 16) * 2 - 1).values()) > 1e-3
+
+
+def test_claims_receive_the_quality_gate(monkeypatch):
+    seen = []
+    real_compare = E.claims.compare
+    monkeypatch.setattr(E.claims, "compare", lambda *a, **kw: seen.append(kw.get("quality")) or real_compare(*a, **kw))
+    gate = {a: {"passed": a != "ddpm", "reasons": []} for a in ("ddpm", E.EPD)}
+    E.lower_claim("X", "x", _df({"ddpm": [1.0], E.EPD: [0.5]}), "FD_mnistclf", E.EPD, "ddpm", _ctx(quality=gate))
+    assert seen == [gate]
+    E.lower_claim("X", "x", _df({"ddpm": [1.0], E.EPD: [0.5]}), "FD_mnistclf", E.EPD, "ddpm", _ctx())
+    assert seen[-1] is None
 
 
 def test_ablation_claims():
@@ -149,3 +191,11 @@ def test_gpu_profiles_compile_on_cuda_only_and_quick_models_keep_their_config():
         cfg = study.train_config("edge_preserving", get_profile(name), 0)
         assert cfg.compile == "auto"
         assert _use_compile(cfg.compile, torch.device("cuda")) and not _use_compile(cfg.compile, torch.device("cpu"))
+
+
+def test_border_edge_table_zero_padding_makes_the_border_an_edge():
+    x = -torch.ones(8, 1, 16, 16)
+    x[:, :, 5:11, 5:11] = 1.0                       # a bright square on the digits' black background
+    t = E.border_edge_table(x).set_index("padding")
+    assert t.loc["zeros", "border_fraction_G>0.1"] == 1.0 and t.loc["zeros", "G_border"] > 0.1
+    assert t.loc["replicate", "G_border"] == 0.0 and t.loc["replicate", "G_interior_edges"] > 0.1

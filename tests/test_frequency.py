@@ -101,3 +101,43 @@ def test_figures_build():
     frequency.spectra_figure(x, {"a": x * 0.5})
     t = frequency.spectrum_table(x, {"a": x})
     assert t.loc[t["method"] == "a", "log_spectrum_error"].item() == pytest.approx(0.0, abs=1e-9)
+
+
+def _gated_table():
+    """Toy band table with P/R, the floor and three methods; EPD's last-quarter FD still falls in band σ=1."""
+    rows = []
+    for m, fd0 in (("ddpm", 12.0), ("edge_preserving", 11.0), ("epd_isotropic", 11.5)):
+        for b, s in enumerate((0.5, 1.0, 2.0, 3.0, 4.0)):
+            for seed in (0, 1, 2):
+                for step in (25, 50, 75, 100):
+                    fd = fd0 + 0.01 * seed + (40.0 / step if (m == "edge_preserving" and s == 1.0) else 0.0)
+                    rows.append({"method": m, "sigma": s, "band": b, "seed": seed, "step": step, "FD_x": fd,
+                                 "kid": fd / 100, "precision": 0.7, "recall": 0.2 if m == "ddpm" else 0.5,
+                                 "floor_fd": 1.0, "floor_kid": 0.0, "floor_precision": 0.8, "floor_recall": 0.8})
+    return pd.DataFrame(rows)
+
+
+def test_band_quality_and_control_claim():
+    df = _gated_table()
+    q = frequency.band_quality(df, "FD_x")
+    assert q["epd_isotropic σ=2"]["passed"] and q["epd_isotropic σ=2"]["floor"] == 1.0
+    assert not q["ddpm σ=2"]["passed"] and "recall" in q["ddpm σ=2"]["reasons"][0]
+    assert not q["edge_preserving σ=1"]["passed"] and q["edge_preserving σ=2"]["passed"]   # curve not flat at σ=1
+    rec = frequency.band_quality_record(df, "FD_x")["ddpm σ=2"]
+    assert [p[0] for p in rec["learning_curve"]] == [25, 50, 75, 100]
+    e = frequency.claim15(df, "FD_x", [0, 1, 2], dataset="toy")
+    assert e["quality"]["ddpm"]["passed"] is False and e["quality"]["edge_preserving"]["passed"] is False
+    assert any(r.startswith("σ=1:") for r in e["quality"]["edge_preserving"]["reasons"])
+    c = frequency.claim15_control(df, "FD_x", [0, 1, 2], dataset="toy")
+    assert list(c["ours"]) == ["edge_preserving", "epd_isotropic"]
+    assert frequency.claim15_control(df[df["method"] != "epd_isotropic"], "FD_x", [0]) is None
+
+
+def test_with_control_adds_the_isotropic_epd():
+    prof = get_profile("smoke")
+    procs = {m: frequency.make_budget_process(m, prof, 16) for m in ("ddpm", "edge_preserving")}
+    out = frequency.with_control(procs)
+    assert list(out) == ["ddpm", "edge_preserving", "epd_isotropic"]
+    iso, epd = out["epd_isotropic"].config, procs["edge_preserving"].config
+    assert iso.tau == "one" and iso.T == epd.T and iso.beta_max == epd.beta_max
+    assert frequency.with_control({"ddpm": procs["ddpm"]}) == {"ddpm": procs["ddpm"]}

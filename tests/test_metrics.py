@@ -273,3 +273,52 @@ def test_get_extractor_lists_valid_names(monkeypatch):
         get_extractor("vgg")
     with pytest.raises(ValueError, match="cifarclf"):
         get_extractor("cifarclf", data_root=None)
+
+#----------------------------------------------------------------------------
+# Committed extractor weights (a fixed artefact, as Inception's are for FID).
+
+def test_committed_mnistclf_loads_with_the_recorded_hash_and_never_trains(monkeypatch, digits):
+    import hashlib
+    import json
+    from lib.metrics import features
+    record = json.loads((features.WEIGHTS_DIR / "mnistclf.json").read_text())
+    sha = hashlib.sha256((features.WEIGHTS_DIR / record["file"]).read_bytes()).hexdigest()
+    assert sha == record["sha256"] and record["heldout_accuracy"] > 0.95 and "make_committed_weights" in record["command"]
+    monkeypatch.setattr(features, "train_classifier_extractor",
+                        lambda *a, **k: pytest.fail("get_extractor('mnistclf') trained instead of loading"))
+    ext = get_extractor("mnistclf")
+    assert ext.origin == "committed" and ext.weights_sha256 == sha and ext.heldout_accuracy == record["heldout_accuracy"]
+    assert ext.cache_id == f"mnistclf-{sha[:12]}"               # Feature caches are keyed by the weights.
+    info = ext.info()
+    assert (info["weights_sha256"], info["weights_origin"], info["heldout_accuracy"]) == (sha, "committed", 0.992)
+    ext.features(digits[0][:8])
+    assert {"name": "mnistclf", "column": "FD_mnistclf", "weights_sha256": sha, "weights_origin": "committed",
+            "heldout_accuracy": record["heldout_accuracy"], "heldout_count": 500} in features.used_extractors()
+
+
+def test_changed_or_missing_committed_weights_are_refused(tmp_path):
+    from lib.metrics import features
+    for name in ("mnistclf.pt", "mnistclf.json"):
+        (tmp_path / name).write_bytes((features.WEIGHTS_DIR / name).read_bytes())
+    assert features.load_committed_extractor("mnistclf", weights_dir=tmp_path).origin == "committed"
+    blob = bytearray((tmp_path / "mnistclf.pt").read_bytes())
+    blob[-100] ^= 1
+    (tmp_path / "mnistclf.pt").write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match="sha256"):
+        features.load_committed_extractor("mnistclf", weights_dir=tmp_path)
+    (tmp_path / "mnistclf.pt").unlink()
+    with pytest.raises(MissingWeightsError, match="missing"):
+        features.load_committed_extractor("mnistclf", weights_dir=tmp_path)
+
+
+def test_metrics_json_records_the_extractor_and_the_data(tmp_path, digits):
+    import json
+    from lib import data, experiment
+    ext = get_extractor("mnistclf")
+    ext.features(digits[0][:4])
+    data.load_dataset("mnist", max_images=30, cache_dir=None)
+    path = experiment.Run("nb", "smoke", [0], results_dir=tmp_path).save_metrics({"x": 1})
+    m = json.loads(path.read_text())
+    assert any(e["weights_sha256"] == ext.weights_sha256 and e["heldout_accuracy"] == ext.heldout_accuracy
+               for e in m["extractors"])
+    assert any(d.get("count") == 30 and len(d["class_histogram"]) == 10 for d in m["datasets"])

@@ -46,6 +46,20 @@ def test_notebook_smoke(nb, smoke_results):
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_report_is_readable(nb, smoke_results):
+    """Every report shows its figures inline and no stderr block or machine path (tests/test_reports.py)."""
+    from tests.test_reports import report_problems
+    out, _ = smoke_results
+    d = out / nb.stem / "smoke"
+    assert report_problems((d / "report.html").read_text()) == []
+    book = nbformat.read(str(d / f"{nb.stem}.ipynb"), as_version=4)
+    streams = [o for c in book.cells for o in c.get("outputs", []) if o.get("output_type") == "stream"]
+    assert not [o for o in streams if o.get("name") == "stderr"], "stderr in the executed notebook"
+    shown = sum("image/png" in o.get("data", {}) for c in book.cells for o in c.get("outputs", []))
+    assert shown >= len(list(d.glob("*.png"))), "a saved figure is not displayed in the report"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_committed_notebooks_are_clean_and_parameterised(nb):
     book = nbformat.read(str(nb), as_version=4)
     assert all(not c.get("outputs") for c in book.cells if c.cell_type == "code"), "strip outputs before committing"

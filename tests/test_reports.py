@@ -242,3 +242,127 @@ def test_format_ours_never_fails_on_odd_shapes():
     assert ledger.format_ours(odd) == "values: ddpm: 0.3 (n=1); epd: 0.2 (n=1); frac: real: 1 (n=1)"
     assert ledger.format_ours({"value": "ddpm", "x": [None, "a"]}) == "value: ddpm; x: [—, a]"
     assert ledger.format_ours(None) == "—" and len(ledger.format_ours(list(range(3)) + ["x"] * 500)) <= 400
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The notebook reports themselves (results/<nb>/<profile>/report.html): figures inline, no stderr, no machine paths
+
+_rspec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
+run_notebooks = importlib.util.module_from_spec(_rspec)
+_rspec.loader.exec_module(run_notebooks)
+
+MACHINE_PATH = re.compile(r"(?<![\w.:/-])/(?:work|home|tmp|root|Users|mnt|opt|var|srv|private)/[\w.-]+")
+STDERR_BLOCK = 'data-mime-type="application/vnd.jupyter.stderr"'
+
+
+def report_problems(html_text: str) -> list:
+    """What a reader should never meet in a report: stderr blocks, absolute machine paths, no figure at all."""
+    problems = []
+    if STDERR_BLOCK in html_text:
+        problems.append("a stderr output block")
+    text = re.sub(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=\s]+", "", html_text)  # embedded images are not text
+    found = sorted(set(MACHINE_PATH.findall(text)) | ({str(ROOT)} if str(ROOT) in text else set()))
+    if found:
+        problems.append(f"absolute machine paths: {found[:5]}")
+    if "<img" not in html_text:
+        problems.append("no <img>: the report shows no figure")
+    return problems
+
+
+def test_clean_outputs_moves_logs_out_and_writes_paths_relative():
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    c = nbformat.v4.new_code_cell("x")
+    c.outputs = [nbformat.v4.new_output("stream", name="stderr", text="/x/site-packages/tqdm/auto.py: TqdmWarning\n"),
+                 nbformat.v4.new_output("stream", name="stdout",
+                                        text=f"[mnistclf] loaded a.pt: accuracy 0.99\nkept {ROOT}/cache/x.pt\n"),
+                 nbformat.v4.new_output("stream", name="stdout", text="[mnistclf] loaded a.pt\n"),
+                 nbformat.v4.new_output("execute_result", data={"text/plain": f"PosixPath('{ROOT}/results/a.png')"},
+                                        execution_count=1)]
+    nb.cells = [c]
+    log = run_notebooks.clean_outputs(nb, {ROOT: "", ROOT / "results": "results"})
+    outs = nb.cells[0].outputs
+    assert [o.output_type for o in outs] == ["stream", "execute_result"]  # stderr and the log-only block are gone
+    assert outs[0].name == "stdout" and outs[0].text == "kept cache/x.pt\n"
+    assert outs[1].data["text/plain"] == "PosixPath('results/a.png')"
+    assert "TqdmWarning" in log and log.count("[mnistclf] loaded") == 2
+
+
+def test_report_problems_detects_what_a_reader_should_not_see():
+    ok = "<html><img src='data:image/png;base64,AAAA/tmp/xyz'><p>results/a.png</p></html>"
+    assert report_problems(ok) == []
+    assert report_problems(ok.replace("<p>", f"<p>{ROOT}/")) != []
+    assert report_problems(ok.replace("<p>", "<p>/home/user/x ")) != []
+    assert report_problems(ok + f"<div {STDERR_BLOCK}>warn</div>") != []
+    assert report_problems("<html><p>no figure</p></html>") == ["no <img>: the report shows no figure"]
+
+
+def test_runner_report_shows_figures_inline_without_stderr_or_paths(tmp_path):
+    """A real papermill run of a tiny notebook that does what the study notebooks do wrong when left alone."""
+    import nbformat
+    import os
+    import subprocess
+    import sys
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    p = nbformat.v4.new_code_cell('profile: str = "quick"  # profile')
+    p.metadata["tags"] = ["parameters"]
+    code = ("import sys, warnings\nimport matplotlib.pyplot as plt\nfrom lib import experiment\n"
+            "warnings.warn('a library warning')\nprint('progress 10%', file=sys.stderr)\n"
+            "print('[mnistclf] loaded weights: accuracy 0.99')\nprint('the run went fine')\n"
+            "run = experiment.Run('tiny', profile, [0])\nfig, ax = plt.subplots()\nax.plot([0, 1])\n"
+            "run.save_figure(fig, 'curve')")
+    nb.cells = [p, nbformat.v4.new_code_cell(code)]
+    nbformat.write(nb, str(nbs / "tiny.ipynb"))
+    out, logs = tmp_path / "res", tmp_path / "logs"
+    env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--profile", "smoke",
+                           "--notebooks", str(nbs), "--results", str(out), "--log-dir", str(logs)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    d = out / "tiny" / "smoke"
+    html_text = (d / "report.html").read_text()
+    assert report_problems(html_text) == []
+    assert html_text.count("<img") == 1 and (d / "curve.png").is_file()  # shown once, and still saved
+    assert "the run went fine" in html_text and "[mnistclf]" not in html_text and "a library warning" not in html_text
+    log = (logs / "tiny__smoke.log").read_text()
+    assert "a library warning" in log and "progress 10%" in log and "[mnistclf] loaded" in log
+
+
+def test_report_helpers_put_the_paper_beside_ours():
+    import pandas as pd
+    from lib import report
+    df = pd.DataFrame({"arm": ["ddpm"] * 3 + ["edge_preserving"] * 3, "seed": [0, 1, 2] * 2,
+                       "FD_x": [10.0, 12.0, 14.0, 5.0, 5.0, 5.0], "precision": [0.5] * 6})
+    t = report.summary_table(df, ["FD_x", "precision"], paper={"FD_x": {"ddpm": 17.6, "edge_preserving": 13.06}})
+    assert list(t.columns) == ["arm", "n", "FD_x (ours)", "FD_x (paper)", "precision (ours)"]
+    assert t["FD_x (ours)"].tolist() == ["12 ± 5", "5 ± 0"]  # mean ± 95 % t-interval half-width (4.30·2/√3)
+    assert t["FD_x (paper)"].tolist() == ["17.6", "13.06"]  # the paper's number as printed
+    assert report.sig(0.123456) == "0.123" and report.sig(1234.5) == "1230" and report.format_mean_ci([3.0]) == "3"
+    entry = lc.compare("EPD-1", "EPD", "EPD below DDPM", "FD_x", lower={"EPD": [1, 2, 3]}, higher={"DDPM": [4, 5, 6]},
+                       paper_values={"EPD": 13.06, "DDPM": 17.6}, paper_metric="FID_inception")
+    row = report.claims_frame([entry]).iloc[0]
+    assert row["verdict"] == "reproduced" and row["paper"] == "EPD 13.06, DDPM 17.6 (FID_inception)"
+    assert row["ours"] == "EPD: 2 ± 2.5; DDPM: 5 ± 2.5"
+    assert "vbadge" in report.badge("reproduced") and report.LEDGER in report.badge("reproduced")
+    sd = pd.DataFrame({"arm": ["a", "b"], "FD mean": [164.2, 165.0], "FD std": [4.48, 1.0], "n seeds": [3, 1]})
+    merged = report.merge_mean_sd(sd)
+    assert list(merged.columns) == ["arm", "FD (mean ± CI)", "n seeds"]
+    assert merged["FD (mean ± CI)"].tolist() == ["164 ± 11", "165"]  # 4.30·4.48/√3 = 11; one seed: no interval
+    html_text = report.table_html(t)
+    assert html_text.count("class='paper'") == 1 and html_text.count("num paper") == 2  # the paper column marked
+
+
+def test_index_cards_follow_the_papers_sections(tree):
+    res, out = tree
+    for nb in ("cold_restoration", "epd_ablation_lambda", "epd_table1_unconditional"):
+        d = res / nb / "quick"
+        d.mkdir(parents=True)
+        _report(d, nb)
+        (d / "run.json").write_text(json.dumps({"notebook": nb, "profile": "quick", "status": "ok"}))
+    text = build_index.build(res, notebooks_dir=res.parent / "notebooks")["index"].read_text()
+    pos = [text.index(f'id="{nb}-quick"') for nb in ("epd_table1_unconditional", "epd_ablation_lambda",
+                                                     "cold_restoration", "nb_alpha")]
+    assert pos == sorted(pos)

@@ -108,3 +108,51 @@ def test_sdedit_claims_entries():
     assert ids == ["5a", "5b", "6", "7", "8", "10"]
     assert entries[0]["verdict"] == "inconclusive"     # n = 1 < 3
     assert entries[2]["ours"]["mean"] == pytest.approx(50.0)
+
+
+def test_sdedit_control_arm_and_claim():
+    from lib.profiles import get_profile
+    from lib.study import process_for_profile
+    prof = get_profile("smoke")
+    procs = sdedit.with_control({m: process_for_profile(m, prof) for m in ("ddpm", "edge_preserving", "bndm")})
+    assert list(procs)[-1] == "epd_isotropic" and procs["epd_isotropic"].config.tau == "one"
+    ps = {m: {"FD_x": [v, v + 0.1, v + 0.2]} for m, v in
+          (("edge_preserving", 1.0), ("ddpm", 2.0), ("bndm", 3.0), ("epd_isotropic", 5.0))}
+    for m in ps:
+        ps[m].update(precision=[0.5] * 3, recall=[0.5] * 3)
+    e = {x["id"]: x for x in sdedit.sdedit_claims(ps, "FD_x", {"status": "off"}, dataset="mnist")}["5a-edge"]
+    assert list(e["ours"]) == ["edge_preserving", "epd_isotropic"] and e["verdict"] == "reproduced"
+
+
+def test_model_quality_gates_the_sdedit_models(tmp_path, monkeypatch):
+    import numpy as np
+    from lib import study
+    from lib.data import load_dataset
+    from lib.profiles import get_profile
+
+    class Pooled:
+        name = "FD_pooled"
+
+        def features(self, images):
+            x = images.float() / 127.5 - 1 if images.dtype == torch.uint8 else images.float()
+            return torch.nn.functional.avg_pool2d(x, 4).flatten(1).numpy().astype(np.float64)
+
+    from lib import quality
+    monkeypatch.setattr(study, "extractor_for", lambda dataset, data_root=None: Pooled())
+    monkeypatch.setattr(quality, "reference", lambda ext, real, key=None: ext.features(real))   # no stats cache
+    prof = get_profile("smoke")
+    x = load_dataset("mnist", resolution=16).float()[:200]
+    procs = {"ddpm": study.process_for_profile("ddpm", prof)}
+    models = {("ddpm", 0): study.train_model(procs["ddpm"], x, prof, 0, run_dir=tmp_path, progress=False)}
+    gates, curves, floor = sdedit.model_quality(procs, models, x, prof, [0], "mnist")
+    assert not gates["ddpm"]["passed"] and len(curves["ddpm"]) == 4 and floor["n"] == prof.n_eval
+
+
+def test_evaluate_outputs_has_the_guide_unchanged_baseline_and_flags_worse_methods():
+    orig = smooth_images(8, 1, 32)
+    guides = orig + 0.05 * torch.randn(orig.shape, generator=torch.Generator().manual_seed(0))
+    outs = {("good", 0): orig, ("bad", 0): torch.zeros_like(orig)}
+    df = sdedit.evaluate_outputs(outs, orig, "no-extractor-dataset", guides=guides)
+    assert sdedit.GUIDE_UNCHANGED in set(df["method"])
+    worse = dict(zip(df["method"], df["worse than guide unchanged"]))
+    assert worse["bad"] is True and worse["good"] is False and worse[sdedit.GUIDE_UNCHANGED] is None

@@ -192,3 +192,89 @@ def test_compile_config_values():
     assert TrainConfig(compile=True).compile == "on" and TrainConfig(compile=False).compile == "off"
     with pytest.raises(ValueError, match="compile must be one of"):
         TrainConfig(compile="max")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Precision (issue 14): bf16 autocast on CPU where supported, fused Adam.
+
+def test_bf16_and_fp32_train_to_the_same_loss():
+    """Same seeds (data, t, noise): 200 steps in bf16 autocast reach the fp32 loss within 5 %.  Measured on an
+    AVX512-BF16 EPYC: per-100-step means differ by ≤ 2 % (348.7 vs 347.8, 100.3 vs 98.7; two training seeds
+    differ by 8 % at step 200), so 5 % is the precision's effect plus margin, well below a broken run's."""
+    runs = {}
+    for prec in ("fp32", "bf16"):
+        cfg = TrainConfig(steps=200, batch_size=8, lr=2e-3, log_every=100, precision=prec)
+        runs[prec] = train(make_process("ddpm", T=50), tiny_unet(), data_u8(), cfg, progress=False)
+        assert runs[prec].precision == prec
+    a, b = ([e["loss"] for e in runs[p].log] for p in ("fp32", "bf16"))
+    assert len(a) == 2 and a[1] < a[0] / 2                    # it trained
+    assert all(abs(x - y) / x < 0.05 for x, y in zip(a, b))
+    assert a != b                                             # bf16 autocast really ran (not silently fp32)
+
+
+def test_precision_is_resolved_recorded_and_checked(tmp_path, monkeypatch):
+    from lib import precision
+    from lib.train import used_precision_of
+    assert precision.resolve("fp32", "cpu") == "fp32" and precision.resolve("bf16", "cpu") == "bf16"
+    assert precision.resolve("auto", "cuda") == "bf16"
+    assert precision.resolve("auto", "cpu") == ("bf16" if precision.cpu_bf16_supported() else "fp32")
+    assert used_precision_of(TrainConfig(amp=False, precision="bf16"), "cpu") == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp16")
+    # detected, not assumed: without the CPU flags "auto" is float32
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx2", "avx512f"})
+    precision.cpu_bf16_supported.cache_clear()
+    try:
+        assert precision.resolve("auto", "cpu") == "fp32"
+    finally:
+        monkeypatch.undo()
+        precision.cpu_bf16_supported.cache_clear()
+    # the checkpoint records the precision used; resuming under another precision is refused
+    cfg = TrainConfig(steps=2, batch_size=4, ckpt_every=1, precision="bf16")
+    train(make_process("ddpm", T=10), tiny_unet(), data_u8(8), cfg, run_dir=tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["precision"] == "bf16"
+    with pytest.raises(CheckpointMismatchError, match="precision"):
+        train(make_process("ddpm", T=10), tiny_unet(), data_u8(8), dataclasses.replace(cfg, steps=3,
+              precision="fp32"), run_dir=tmp_path, progress=False)
+
+
+def test_model_key_names_the_precision():
+    from lib import study
+    from lib.profiles import get_profile
+    proc, images = make_process("ddpm", T=10), data_u8(4)
+    net_cfg = UNetConfig.tiny(in_channels=3).to_dict()
+    keys = {p: study.model_key(proc, net_cfg, study.train_config("ddpm", get_profile("quick", precision=p), 0),
+                               images) for p in ("bf16", "fp32")}
+    assert keys["bf16"] != keys["fp32"]
+    assert study.train_config("ddpm", get_profile("quick"), 0).precision == "auto"
+
+
+def test_fused_adam_matches_the_foreach_implementation(monkeypatch):
+    """train() uses fused Adam(W) on CPU.  Fed the same gradients (no feedback through a net, which would
+    amplify rounding chaotically), fused and for-each AdamW agree to float32 rounding over 50 steps: measured
+    max |Δw| = 2.4e-7 on weights ~1 (the same formula in another evaluation order), checked at 1e-5."""
+    g = torch.Generator().manual_seed(0)
+    init = [torch.randn(64, 32, generator=g), torch.randn(7, generator=g), torch.randn(3, 3, 3, 3, generator=g)]
+    params = [[p.clone().requires_grad_() for p in init] for _ in range(2)]
+    opts = [torch.optim.AdamW(params[0], lr=1e-2, weight_decay=0.01, fused=True),
+            torch.optim.AdamW(params[1], lr=1e-2, weight_decay=0.01, foreach=True)]
+    for _ in range(50):
+        grads = [torch.randn(p.shape, generator=g) * 10 ** torch.randint(-3, 2, (), generator=g) for p in init]
+        for ps, opt in zip(params, opts):
+            for p, gr in zip(ps, grads):
+                p.grad = gr.clone()
+            opt.step()
+    assert not torch.equal(params[0][0], init[0])
+    for a, b in zip(*params):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    seen = {}
+    real = torch.optim.Adam
+
+    class Spy(real):
+        def __init__(self, params, **kw):
+            seen.update(kw)
+            super().__init__(params, **kw)
+
+    monkeypatch.setattr(torch.optim, "Adam", Spy)
+    train(make_process("ddpm", T=10), tiny_unet(), data_u8(8), TrainConfig(steps=1, batch_size=4), progress=False)
+    assert seen.get("fused") is True

@@ -248,3 +248,18 @@ def test_measure_flops_counts_convs_and_attention():
     per_block = 2 * L * C * 3 * C + 2 * L * C * C + 4 * L * L * C
     assert f_attn - f_plain == 3 * per_block
     assert 4e8 < f_attn < 6e8                               # measured 497,352,704 forward FLOPs at 32×32
+
+
+def test_measure_flops_counts_the_cpu_flash_attention_kernel():
+    # Contiguous q, k, v make the CPU SDPA take aten._scaled_dot_product_flash_attention_for_cpu (our U-Net's
+    # transposed views escape it); measure_flops used to raise TypeError there.
+    class SDPA(nn.Module):
+        def forward(self, q, t):
+            return nn.functional.scaled_dot_product_attention(q, q.clone(), q.clone())
+
+    B, H, L, D = 2, 4, 64, 16
+    q = torch.randn(B, H, L, D)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        SDPA()(q, None)
+    assert any("flash_attention_for_cpu" in e.name for e in prof.events())   # the path this test is about
+    assert measure_flops(SDPA(), q, None) == 4 * B * H * L * L * D          # QKᵀ + AV: 2 matmuls × 2 FLOP/MAC

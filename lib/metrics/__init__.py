@@ -14,8 +14,9 @@ from typing import Optional, Union
 
 from lib.metrics.features import (EXTRACTORS, ClassifierExtractor, FeatureExtractor, InceptionExtractor,
                                   MissingWeightsError, content_hash, find_inception_weights, get_extractor,
-                                  inception_available, load_classifier_extractor, reference_features,
-                                  reference_stats, train_classifier_extractor)
+                                  inception_available, load_classifier_extractor, load_committed_extractor,
+                                  make_committed_weights, reference_features, reference_stats,
+                                  train_classifier_extractor, used_extractors)
 from lib.metrics.fid import feature_stats, fid_from_features, frechet_distance
 from lib.metrics.image import rmse, ssim, to_uint8_rgb
 from lib.metrics.prdc import precision_recall
@@ -47,6 +48,7 @@ def evaluate_samples(fake, real, extractor: Union[str, FeatureExtractor], ref_ke
 
 __all__ = ["evaluate_samples", "feature_stats", "frechet_distance", "fid_from_features", "FeatureExtractor",
            "InceptionExtractor", "ClassifierExtractor", "MissingWeightsError", "EXTRACTORS", "get_extractor",
-           "train_classifier_extractor", "load_classifier_extractor", "inception_available", "find_inception_weights", "reference_features",
+           "train_classifier_extractor", "load_classifier_extractor", "load_committed_extractor",
+           "make_committed_weights", "used_extractors", "inception_available", "find_inception_weights", "reference_features",
            "reference_stats", "content_hash", "precision_recall", "ssim", "rmse", "to_uint8_rgb",
            "radial_power_spectrum", "high_frequency_power", "swd"]

@@ -5,17 +5,21 @@ Two kinds (evaluation.md, "Metrics"):
 - ``InceptionExtractor``: pytorch-fid's ``InceptionV3`` pool3 (2048-d), column ``FID_inception``. Its weights
   (``pt_inception-2015-12-05-6726825d.pth``) are looked up locally, never silently replaced, and downloaded
   only when allowed (``offline=False`` or env ``FID_ALLOW_DOWNLOAD=1``).
-- ``ClassifierExtractor``: a small CNN that project code trains with a fixed seed on labelled images
+- ``ClassifierExtractor``: a small CNN that project code trained with a fixed seed on labelled images
   (``mnistclf``: the embedded MNIST digits; ``cifarclf``: CIFAR-10), column ``FD_<name>``. Features are the
   global-average-pooled last conv block (the layer before the linear classifier, as Inception's pool3).
-  Weights, held-out accuracy and a content hash of the training data are cached in
-  ``cache/extractors/<name>_<hash>.pt``.
+  The weights are a fixed artefact, as Inception's are for FID: ``lib/metrics/weights/<name>.pt`` is committed
+  beside ``<name>.json`` (its sha256, held-out accuracy and the command that made it), and
+  ``get_extractor(name)`` loads that file, checking the hash, instead of training (training on another CPU gives
+  other weights, hence other FD values of the very same images).  Without a committed file (``cifarclf`` until
+  one is committed) ``get_extractor`` trains once into ``cache/extractors/<name>_<hash>.pt`` and warns.
+  Every extractor's ``info()`` names its weights' sha256; feature caches are keyed by it (``cache_id``).
 
 Every extractor: ``.name`` (table column), ``.key`` (short name), ``.dim``, ``.features(images)`` -> float32
 [N, dim] from images [N, C, H, W] in [-1, 1] (or uint8), which first go through ``to_uint8_rgb``;
 ``.info()`` -> dict for results; ``.cache_id`` names its reference-feature files.
 
-    >>> ext = get_extractor("mnistclf")            # trains once (~30 s on 2 CPU cores), then loads the cache
+    >>> ext = get_extractor("mnistclf")            # loads lib/metrics/weights/mnistclf.pt (sha256 checked)
     >>> mu, sigma = reference_stats(ext, real, key="mnist-train-5000")
 """
 from __future__ import annotations
@@ -24,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import platform
 import re
 import time
 import warnings
@@ -42,7 +47,8 @@ from lib.metrics.fid import Stats, feature_stats
 from lib.metrics.image import to_uint8_rgb
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-EXTRACTOR_CACHE_DIR = REPO_ROOT / "cache" / "extractors"     # Trained classifier weights (git-ignored).
+EXTRACTOR_CACHE_DIR = REPO_ROOT / "cache" / "extractors"     # Classifiers trained here (git-ignored).
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"     # Committed classifier weights + their JSON records.
 STATS_CACHE_DIR = REPO_ROOT / "cache" / "fid_stats"          # Reference features and statistics.
 PROGRESS_MIN_IMAGES = 2000                                   # Show a progress bar from this many images.
 
@@ -106,6 +112,7 @@ class FeatureExtractor:
             part = self.features(images[lo:hi], batch_size, progress=progress if distributed.is_main() else False,
                                  split=False)
             return distributed.all_gather_cat(torch.from_numpy(part)).numpy()
+        _USED[self.cache_id] = self.summary()
         u8 = to_uint8_rgb(images)
         bs = int(batch_size or self.batch_size)
         show = len(u8) >= PROGRESS_MIN_IMAGES if progress is None else progress
@@ -122,6 +129,21 @@ class FeatureExtractor:
 
     def info(self) -> dict:
         raise NotImplementedError
+
+    def summary(self) -> dict:
+        """What every metrics.json records of the extractor behind its FD column (``used_extractors``)."""
+        i = self.info()
+        return {k: i.get(k) for k in ("name", "column", "weights_sha256", "weights_origin", "heldout_accuracy",
+                                      "heldout_count")}
+
+
+_USED: Dict[str, dict] = {}     # cache_id -> summary() of every extractor whose features this process computed.
+
+
+def used_extractors() -> List[dict]:
+    """Summaries (name, column, weights sha256, origin, held-out accuracy) of the extractors used in this
+    process, in first-use order; ``lib.experiment.Run.save_metrics`` writes them into metrics.json."""
+    return list(_USED.values())
 
 #----------------------------------------------------------------------------
 # pytorch-fid's Inception, built from a local weights file.
@@ -225,7 +247,7 @@ class InceptionExtractor(FeatureExtractor):
     def info(self) -> dict:
         return dict(name=self.key, column=self.name, dim=self.dim, heldout_accuracy=None, train_data_hash=None,
                     train_count=None, weights=str(self.weights_path), weights_sha256=self.weights_sha256,
-                    weights_verified=self.weights_verified)
+                    weights_verified=self.weights_verified, weights_origin="pytorch-fid release")
 
 #----------------------------------------------------------------------------
 # Project-trained classifiers.
@@ -272,7 +294,8 @@ class ClassifierExtractor(FeatureExtractor):
     """
 
     def __init__(self, key: str, net: SmallConvNet, meta: dict, path: Optional[Path] = None,
-                 loaded_from_cache: bool = False, device: str = "cpu", num_threads: Optional[int] = 1):
+                 loaded_from_cache: bool = False, device: str = "cpu", num_threads: Optional[int] = 1,
+                 origin: str = "trained here"):
         self.key, self.name, self.dim = key, f"FD_{key}", net.dim
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
@@ -280,7 +303,10 @@ class ClassifierExtractor(FeatureExtractor):
         self.num_threads = num_threads
         self.heldout_accuracy = meta["heldout_accuracy"]
         self.resolution = tuple(meta["resolution"])
-        self.cache_id = f"{key}-{meta['run_hash']}"
+        self.origin = origin                   # "committed" (lib/metrics/weights) | "trained here" | "loaded file"
+        self.weights_sha256 = _file_sha256(path) if path is not None and Path(path).is_file() else ""
+        # Feature caches are keyed by the weights themselves: other weights never read stale features.
+        self.cache_id = f"{key}-{self.weights_sha256[:12] or meta['run_hash']}"
 
     def _forward(self, x_u8):
         x = _u8_to_input(x_u8)
@@ -293,7 +319,8 @@ class ClassifierExtractor(FeatureExtractor):
         return dict(name=self.key, column=self.name, dim=self.dim, heldout_accuracy=self.heldout_accuracy,
                     heldout_count=m["heldout_count"], train_data_hash=m["data_hash"], train_count=m["train_count"],
                     train_data=m["data_source"], resolution=list(self.resolution), config=m["config"],
-                    train_seconds=m["train_seconds"], weights=str(self.path) if self.path else None)
+                    train_seconds=m["train_seconds"], weights=str(self.path) if self.path else None,
+                    weights_sha256=self.weights_sha256, weights_origin=self.origin)
 
 
 def _load_training_set(name: str, images_u8, labels, data_root) -> Tuple[object, object, str]:
@@ -330,6 +357,19 @@ def _accuracy(net: nn.Module, u8: torch.Tensor, labels: torch.Tensor, batch_size
     return correct / max(len(u8), 1)
 
 
+def _from_checkpoint(path: Path, name: str, device: str, num_threads: Optional[int], origin: str,
+                     verbose: bool) -> ClassifierExtractor:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    meta = ckpt["meta"]
+    net = SmallConvNet(meta["n_classes"], meta["config"]["width"])
+    net.load_state_dict(ckpt["state_dict"])
+    ext = ClassifierExtractor(name, net, meta, path, True, device, num_threads, origin)
+    if verbose:
+        print(f"[{name}] loaded {path.name} ({origin}, sha256 {ext.weights_sha256[:12]}): held-out accuracy "
+              f"{ext.heldout_accuracy:.4f}")
+    return ext
+
+
 def load_classifier_extractor(path, device: str = "cpu", num_threads: Optional[int] = 1,
                               verbose: bool = True) -> ClassifierExtractor:
     """A trained classifier extractor from its file ``<name>_<run_hash>.pt`` (what ``train_classifier_extractor``
@@ -339,17 +379,80 @@ def load_classifier_extractor(path, device: str = "cpu", num_threads: Optional[i
     if not path.is_file():
         raise FileNotFoundError(f"no classifier extractor file {path}: train it with lib.metrics.get_extractor(name, "
                                 f"data_root=...) (it lands in {EXTRACTOR_CACHE_DIR}) and copy that file here")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    meta = ckpt["meta"]
-    name = path.stem.rsplit("_", 1)[0]
+    meta = torch.load(path, map_location="cpu", weights_only=True)["meta"]
     if meta.get("run_hash") and not path.stem.endswith(meta["run_hash"]):
         raise ValueError(f"{path.name} does not match its own run hash {meta['run_hash']}: renamed or corrupt")
-    net = SmallConvNet(meta["n_classes"], meta["config"]["width"])
-    net.load_state_dict(ckpt["state_dict"])
-    ext = ClassifierExtractor(name, net, meta, path, True, device, num_threads)
-    if verbose:
-        print(f"[{name}] loaded {path.name}: held-out accuracy {ext.heldout_accuracy:.4f}")
+    return _from_checkpoint(path, path.stem.rsplit("_", 1)[0], device, num_threads, "loaded file", verbose)
+
+
+def committed_record(name: str, weights_dir=None) -> Optional[dict]:
+    """The JSON record of ``name``'s committed weights (``<weights_dir>/<name>.json``), or None when none is."""
+    path = Path(weights_dir or WEIGHTS_DIR) / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def load_committed_extractor(name: str, weights_dir=None, device: str = "cpu", num_threads: Optional[int] = 1,
+                             verbose: bool = False) -> ClassifierExtractor:
+    """The committed classifier ``name``: ``<weights_dir>/<name>.pt``, its sha256 checked against ``<name>.json``.
+
+    A missing file raises ``MissingWeightsError`` and a changed one ``ValueError``; neither ever falls back to
+    training (that would give other weights, hence other FD values, on every machine)."""
+    weights_dir = Path(weights_dir or WEIGHTS_DIR)
+    record = committed_record(name, weights_dir)
+    if record is None:
+        raise MissingWeightsError(f"no committed weights record {weights_dir / (name + '.json')}")
+    path = weights_dir / record["file"]
+    if not path.is_file():
+        raise MissingWeightsError(f"{name}: committed weights {path} are missing (recorded sha256 "
+                                  f"{record['sha256'][:12]}...); restore them from git, or remake them with: "
+                                  f"{record.get('command', 'make_committed_weights(name)')}")
+    sha = _file_sha256(path)
+    if sha != record["sha256"]:
+        raise ValueError(f"{path} has sha256 {sha[:12]}..., but {name}.json records {record['sha256'][:12]}...: "
+                         f"the weights changed; restore them from git (FD_{name} values are only comparable with "
+                         f"the recorded weights)")
+    ext = _from_checkpoint(path, name, device, num_threads, "committed", verbose)
+    ext.record = record
     return ext
+
+
+def write_weights_record(ext: ClassifierExtractor, weights_dir=None, command: str = "") -> Path:
+    """Copy ``ext``'s weights file to ``<weights_dir>/<name>.pt`` and write ``<name>.json`` (sha256, held-out
+    accuracy and counts, training config, data hash, the command that made it)."""
+    weights_dir = Path(weights_dir or WEIGHTS_DIR)
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    target = weights_dir / f"{ext.key}.pt"
+    if Path(ext.path).resolve() != target.resolve():
+        target.write_bytes(Path(ext.path).read_bytes())
+    m = ext.meta
+    record = dict(name=ext.key, column=ext.name, file=target.name, sha256=_file_sha256(target),
+                  bytes=target.stat().st_size, heldout_accuracy=m["heldout_accuracy"],
+                  heldout_count=m["heldout_count"], train_count=m["train_count"], train_data_hash=m["data_hash"],
+                  train_data=m["data_source"], resolution=m["resolution"], feature_dim=ext.dim, config=m["config"],
+                  run_hash=m["run_hash"], train_seconds=round(float(m["train_seconds"]), 1),
+                  torch_version=m.get("torch_version"),
+                  made_by="lib.metrics.features.train_classifier_extractor (fixed seed, 1 CPU thread)",
+                  made_on=f"{time.strftime('%Y-%m-%d', time.gmtime(Path(ext.path).stat().st_mtime))}, "
+                          f"{platform.machine()} CPU",
+                  command=command or f"python -c \"from lib.metrics.features import make_committed_weights as m; "
+                                     f"m('{ext.key}')\"")
+    (weights_dir / f"{ext.key}.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return target
+
+
+def make_committed_weights(name: str = "mnistclf", weights_dir=None, data_root=None, **train_kwargs) -> Path:
+    """How the committed weights were made: train ``name`` from scratch (``train_classifier_extractor``, its
+    defaults: seed 0, one CPU thread) and write ``<weights_dir>/<name>.pt`` + ``<name>.json``.  Run once::
+
+        OMP_NUM_THREADS=1 python -c "from lib.metrics.features import make_committed_weights as m; m('mnistclf')"
+        OMP_NUM_THREADS=1 python -c "from lib.metrics.features import make_committed_weights as m; \\
+            m('cifarclf', data_root='../shared/assets')"      # ~30 min on one core
+
+    Another machine gives other weights (and other FD values): commit the result, never retrain it per run."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        ext = train_classifier_extractor(name, cache_dir=tmp, data_root=data_root, force=True, **train_kwargs)
+        return write_weights_record(ext, weights_dir)
 
 
 def train_classifier_extractor(
@@ -447,12 +550,26 @@ def train_classifier_extractor(
 EXTRACTORS = ("inception",) + tuple(CLASSIFIERS)
 
 
+LOAD_KWARGS = ("device", "num_threads", "verbose", "data_root")   # Kwargs that do not ask for training.
+
+
 def get_extractor(name: str, **kwargs) -> FeatureExtractor:
     """Extractor by name: "inception" (kwargs: weights_path, device, offline) or a classifier name
-    ("mnistclf", "cifarclf"; kwargs of ``train_classifier_extractor``)."""
+    ("mnistclf", "cifarclf").
+
+    A classifier with committed weights (``lib/metrics/weights/<name>.json``) is loaded from them, sha256 checked
+    (``load_committed_extractor``; ``data_root`` is then not needed).  Any training kwarg of
+    ``train_classifier_extractor`` (seed, epochs, cache_dir, force, images_u8, ...) trains (or loads its cache)
+    instead, as does a classifier without committed weights, with a warning."""
     if name == "inception":
         return InceptionExtractor(**kwargs)
     if name in CLASSIFIERS:
+        training = set(kwargs) - set(LOAD_KWARGS)
+        if not training and committed_record(name) is not None:
+            return load_committed_extractor(name, **{k: v for k, v in kwargs.items() if k != "data_root"})
+        if not training:
+            warnings.warn(f"{name}: no committed weights in {WEIGHTS_DIR}; training on first use. FD_{name} from "
+                          f"weights trained here is not comparable with other machines' (make_committed_weights)")
         return train_classifier_extractor(name, **kwargs)
     raise ValueError(f"unknown extractor {name!r}; valid names: {list(EXTRACTORS)}")
 

@@ -25,6 +25,10 @@ Quirks (§4.3) as config options; defaults are the faithful behaviour:
     time_scale     -- 4.3.4: 1.0 = α fed raw (code); 1000 = a deviation
     loss_reduction -- 4.3.5: "sum" over C·H·W per sample (the code also sums over the batch; the training loop
                       takes the batch mean, a constant factor)
+    white_pairing  -- 4.3.10: "same" = the w in γw is the w that made b (§3.3, default); "official_128" = the
+                      official 128-px code's pairing: per 64-px tile, w is replaced by
+                      w.reshape(n,C,4096).transpose(1,2).reshape(n,C,64,64) in ε and in d2* (a pixel/channel-
+                      shuffled copy, nearly uncorrelated with b; the identity for one channel)
     4.3.3 (d2* trained with α_s - 1/T, sampled with α_s - 1/S) is inherent and kept.
 """
 from __future__ import annotations
@@ -42,6 +46,8 @@ from lib.processes import register
 from lib.processes.base import DiffusionProcess, StepOutput, as_time_tensor, mean_per_sample, sum_per_sample
 
 NOISE_TYPES = ("blue", "white")
+WHITE_PAIRINGS = ("same", "official_128")
+OFFICIAL_TILE = 64         # Side of the official blue-noise tiles (§4.3 item 7).
 GAMMA_SCHEDULES = ("linear", "sigmoid")
 GAMMA_CLIP = 1e-9          # The code clamps (v(1) - v(u)) / (v(1) - v(0)) to [1e-9, 1].
 
@@ -69,9 +75,11 @@ class BNDMConfig:
     antithetic: bool = True            # Training t: half the batch uniform, the other half T + 1 - t (code).
     time_scale: float = 1.0            # Network time input = time_scale · α (quirk 4.3.4: 1 = code; 1000 deviates).
     loss_reduction: str = "sum"        # "sum" over C·H·W per sample (code, quirk 4.3.5) | "mean".
+    white_pairing: str = "same"        # Quirk 4.3.10: "same" w in γw and b = Lw | "official_128" (shuffled w).
 
     def __post_init__(self):
         checks = {"noise": (self.noise, NOISE_TYPES), "gamma_schedule": (self.gamma_schedule, GAMMA_SCHEDULES),
+                  "white_pairing": (self.white_pairing, WHITE_PAIRINGS),
                   "bluenoise_method": (self.bluenoise_method, bluenoise.METHODS),
                   "spectrum": (self.spectrum, bluenoise.SPECTRA), "loss_reduction": (self.loss_reduction, ("sum", "mean"))}
         for field, (value, valid) in checks.items():
@@ -106,6 +114,19 @@ def gamma_schedule(u, name: str = "sigmoid", tau: float = 0.2, s: float = 0.0, e
         v = lambda z: expit((s + z * (e - s)) / tau)  # noqa: E731
         return 1.0 - np.clip((v(1.0) - v(u)) / (v(1.0) - v(0.0)), GAMMA_CLIP, 1.0)
     raise ValueError(f"unknown gamma schedule {name!r}; valid names: {list(GAMMA_SCHEDULES)}")
+
+
+def official_128_white(w: torch.Tensor, tile: int = OFFICIAL_TILE) -> torch.Tensor:
+    """The white noise the official 128-px code pairs with b = Lw (§4.3 item 10): per ``tile``² tile,
+    w.reshape(n, C, tile²).transpose(1, 2).reshape(n, C, tile, tile) — [pixel, channel] memory read as
+    [channel, pixel].  H and W must be multiples of ``tile``."""
+    n, C, H, W = w.shape
+    if H % tile or W % tile:
+        raise ValueError(f"white_pairing='official_128' needs H, W multiples of {tile}, got {H}x{W}")
+    t = w.reshape(n, C, H // tile, tile, W // tile, tile).permute(0, 2, 4, 1, 3, 5)     # n, i, j, C, tile, tile
+    t = t.reshape(n, H // tile, W // tile, C, tile * tile).transpose(-1, -2).reshape(n, H // tile, W // tile, C,
+                                                                                    tile, tile)
+    return t.permute(0, 3, 1, 4, 2, 5).reshape(n, C, H, W)
 
 
 def _col(v: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -151,6 +172,12 @@ class BNDM(DiffusionProcess):
         if self.config.noise == "white":
             return w
         return bluenoise.blue_noise(w.shape, None, self.config.bluenoise_method, white=w, **self._bn_kwargs())[0]
+
+    def paired_white(self, w: torch.Tensor) -> torch.Tensor:
+        """The white noise of the γw term: w itself, or its official 128-px shuffle (``white_pairing``)."""
+        if self.config.white_pairing == "same" or self.config.noise == "white":
+            return w
+        return official_128_white(w)
 
     def mix_std(self, gamma: torch.Tensor, h: int, w: int, device) -> torch.Tensor:
         """Analytic per-pixel std of γw + (1-γ)b [B, 1, h, w] (float64) for γ [B] (§4.3.1)."""
@@ -200,7 +227,7 @@ class BNDM(DiffusionProcess):
         t = as_time_tensor(t, x0.shape[0], x0.device)
         self._check_t(t)
         w = rng_lib.randn_like(x0, generator) if noise is None else noise
-        eps = self.mix(w, self.blue(w), t)
+        eps = self.mix(self.paired_white(w), self.blue(w), t)
         a = _col(t.to(torch.float64) / self.config.T, x0.ndim).to(x0.dtype)
         return a * eps + (1 - a) * x0
 
@@ -208,6 +235,7 @@ class BNDM(DiffusionProcess):
         """(x_t, d1*, d2*, Δγ/Δα [B]) for indices t >= 1 (§3.4); d2* is 0 for white noise."""
         T = self.config.T
         b = self.blue(w) if b is None else b
+        w = self.paired_white(w)      # the w of γw and of d2* (quirk 4.3.10; w itself by default)
         gam = torch.as_tensor(self.gamma, dtype=torch.float64, device=x0.device)
         g_t, g_p = gam[t], gam[t - 1]
         a_t = _col(t.to(torch.float64) / T, x0.ndim).to(x0.dtype)

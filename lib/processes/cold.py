@@ -116,6 +116,8 @@ class ColdBlurConfig(ColdConfig):
     PRESETS: ClassVar[dict] = {
         "mnist": dict(T=20, blur_routine="constant", blur_size=11, blur_std=7.0),
         "mnist_paper": dict(T=40, blur_routine="constant", blur_size=11, blur_std=7.0),   # Q8
+        # x_T keeps coarse structure (SSIM(x_T, x0) 0.13 vs 0.015 for "mnist"): lib.cold_experiments' docstring.
+        "mnist_structured": dict(T=20, blur_routine="constant", blur_size=11, blur_std=1.0),
         "cifar10": dict(),
         "celeba": dict(T=200, blur_routine="exponential_reflect", blur_size=15, blur_std=0.01),
         "celeba_generation": dict(T=300, blur_routine="exponential", blur_size=27, blur_std=0.01, discrete=True,
@@ -232,13 +234,23 @@ class ColdInpaintGenConfig(ColdConfig):
 # ----------------------------------------------------------------------------------------------------------
 
 class GaussianMixturePrior:
-    """sklearn ``GaussianMixture`` (full covariance, tol 1e-3; Q11) on feature rows, sampled through lib.rng."""
+    """sklearn ``GaussianMixture`` (full covariance, tol 1e-3; Q11) on feature rows, sampled through lib.rng.
+
+    A fitted prior is a *value*: ``to_dict()`` holds everything sampling needs (weights, means, covariances and
+    ``feature_shape``, the per-image shape of a feature row: (C,) for blur's channel means, (C, h, w) for SR's
+    low-resolution blocks), is saved with the checkpoint (``lib.cold_experiments.save_prior``) and rebuilt by
+    ``from_dict``, so a reloaded model samples exactly as the one that was fitted (issue 15)."""
 
     def __init__(self, n_components: int = 1, seed: int = 0):
         self.n_components, self.seed = int(n_components), int(seed)
         self.weights = self.means = self.covariances = self.chol = None
+        self.feature_shape: Optional[tuple] = None
 
-    def fit(self, feats: torch.Tensor) -> "GaussianMixturePrior":
+    @property
+    def fitted(self) -> bool:
+        return self.means is not None
+
+    def fit(self, feats: torch.Tensor, feature_shape: Optional[tuple] = None) -> "GaussianMixturePrior":
         from sklearn.mixture import GaussianMixture
         X = feats.detach().to(torch.float64).cpu().numpy()
         if X.shape[0] < self.n_components:
@@ -246,7 +258,25 @@ class GaussianMixturePrior:
         gm = GaussianMixture(self.n_components, covariance_type="full", tol=1e-3, random_state=self.seed).fit(X)
         self.weights, self.means, self.covariances = gm.weights_, gm.means_, gm.covariances_
         self.chol = np.linalg.cholesky(self.covariances)
+        self.feature_shape = tuple(int(v) for v in (feature_shape or (X.shape[1],)))
         return self
+
+    def to_dict(self) -> dict:
+        """Plain lists (JSON- and checkpoint-safe); float64 values are kept exactly."""
+        if not self.fitted:
+            raise RuntimeError("the generation prior is not fitted: nothing to save")
+        return {"n_components": self.n_components, "seed": self.seed, "feature_shape": list(self.feature_shape),
+                "weights": self.weights.tolist(), "means": self.means.tolist(),
+                "covariances": self.covariances.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GaussianMixturePrior":
+        g = cls(d["n_components"], d["seed"])
+        g.weights, g.means = np.asarray(d["weights"], np.float64), np.asarray(d["means"], np.float64)
+        g.covariances = np.asarray(d["covariances"], np.float64)
+        g.chol = np.linalg.cholesky(g.covariances)
+        g.feature_shape = tuple(d["feature_shape"])
+        return g
 
     def sample(self, n: int, generator, device) -> torch.Tensor:
         """[n, d] float64: mean_k + L_k ε with ε ~ N(0, I) and k ~ weights (one draw of each per row)."""
@@ -335,6 +365,23 @@ class ColdProcess(DiffusionProcess):
     def generation_prior(self, shape, generator, device) -> torch.Tensor:
         raise NotImplementedError
 
+    # A fitted generation prior (blur, SR) is a value, ``GaussianMixturePrior``: ``fit_prior`` returns a fresh
+    # one, ``prior_state`` / ``with_prior`` move it in and out of a checkpoint, and the process only holds the
+    # reference it was built with (``self.gmm``, never modified in place).
+    def prior_state(self) -> Optional[dict]:
+        """The fitted prior as plain data for the checkpoint (None: nothing fitted / no data-fitted prior)."""
+        gmm = getattr(self, "gmm", None)
+        return gmm.to_dict() if gmm is not None and gmm.fitted else None
+
+    def with_prior(self, state) -> "ColdProcess":
+        """A new process of the same config whose generation prior is ``state`` (a ``prior_state()`` dict or a
+        ``GaussianMixturePrior``); the degradation operator is shared."""
+        new = type(self)(self.config)
+        new.D = self.D
+        if state is not None:
+            new.gmm = state if isinstance(state, GaussianMixturePrior) else GaussianMixturePrior.from_dict(state)
+        return new
+
     def _symmetry_noise(self, like: torch.Tensor, generator) -> torch.Tensor:
         return rng_lib.randn_like(like, run_generator(generator, _SYMMETRY_SALT))
 
@@ -411,10 +458,15 @@ class ColdBlur(ColdProcess):
         self.gmm = GaussianMixturePrior(c.gmm_components, c.gmm_seed)
         return deg.GaussianBlur(c.T, c.blur_routine, c.blur_size, c.blur_std, c.blur_padding, mean_last=c.discrete)
 
-    def fit_prior(self, data):
-        """GMM over the per-channel spatial means of clean training images (§4.1 step 2); generation only."""
-        if self.config.generation:
-            self.gmm.fit(data.to(torch.float64).mean(dim=(2, 3)))
+    def fit_prior(self, data) -> Optional[GaussianMixturePrior]:
+        """GMM over the per-channel spatial means of clean training images (§4.1 step 2); generation only.
+
+        Returns the fitted prior (a new value, also bound as ``self.gmm``; save it with ``prior_state``)."""
+        if not self.config.generation:
+            return None
+        c = self.config
+        self.gmm = GaussianMixturePrior(c.gmm_components, c.gmm_seed).fit(data.to(torch.float64).mean(dim=(2, 3)))
+        return self.gmm
 
     def generation_prior(self, shape, generator, device):
         """A GMM mean vector per image, broadcast to a constant image (§4.1 step 4)."""
@@ -451,21 +503,29 @@ class ColdSR(ColdProcess):
         self.gmm = GaussianMixturePrior(c.gmm_components, c.gmm_seed)
         return deg.SuperResolution(c.T, c.sr_downsample)
 
-    def fit_prior(self, data, batch_size: int = 256):
-        """GMM over the C·(H/2^T)·(W/2^T) block values of D(x0, T) (area resize of block-constant images)."""
+    def fit_prior(self, data, batch_size: int = 256) -> Optional[GaussianMixturePrior]:
+        """GMM over the C·(H/2^T)·(W/2^T) block values of D(x0, T) (area resize of block-constant images).
+
+        Returns the fitted prior; its ``feature_shape`` is the low-resolution shape (C, h, w), saved with it."""
         if not self.config.generation:
-            return
-        f = 2 ** self.config.T
-        feats = [F.avg_pool2d(self.D(x, self.config.T), f).flatten(1) for x in data.split(batch_size)]
-        self.low_shape = tuple(data.shape[1:2]) + (data.shape[2] // f, data.shape[3] // f)
-        self.gmm.fit(torch.cat(feats))
+            return None
+        c, f = self.config, 2 ** self.config.T
+        feats = [F.avg_pool2d(self.D(x, c.T), f).flatten(1) for x in data.split(batch_size)]
+        low = tuple(data.shape[1:2]) + (data.shape[2] // f, data.shape[3] // f)
+        self.gmm = GaussianMixturePrior(c.gmm_components, c.gmm_seed).fit(torch.cat(feats), feature_shape=low)
+        return self.gmm
+
+    @property
+    def low_shape(self) -> Optional[tuple]:
+        """(C, h, w) of the fitted prior's blocks (part of the prior value, not separate process state)."""
+        return self.gmm.feature_shape if self.gmm.fitted else None
 
     def generation_prior(self, shape, generator, device):
         """A GMM sample per image, reshaped to C×h×w and upsampled with nearest-exact."""
         f = 2 ** self.config.T
         low = (shape[1], shape[2] // f, shape[3] // f)
-        if getattr(self, "low_shape", None) != low:
-            raise ValueError(f"the GMM was fitted for low-resolution shape {getattr(self, 'low_shape', None)}, "
+        if self.gmm.fitted and self.low_shape != low:
+            raise ValueError(f"the GMM was fitted for low-resolution shape {self.low_shape}, "
                              f"asked for {low}; call fit_prior on images of the sampled size")
         v = self.gmm.sample(shape[0], generator, device).float().reshape(shape[0], *low)
         return F.interpolate(v, size=tuple(shape[2:]), mode="nearest-exact")

@@ -54,6 +54,8 @@ class EPDConfig:
     final_step: str = "code"           # "code": stop at t=1→0, noise added (Q9) | "denoise": return x̂0 at t=0.
     target: str = "scaled_noise"       # Regress σ_t ⊙ ε (paper/code) | "unit_eps" (only with tau="one", Q11).
     loss_reduction: str = "sum"        # Sum over C·H·W per sample (code) | "mean".
+    posterior_dtype: str = "float64"   # Sampler posterior (Eqs. 13-14) in float64 (exact) | "float32": the
+                                       # official code's float32 schedules and arithmetic (Q18).
 
     def __post_init__(self):
         checks = {
@@ -68,6 +70,7 @@ class EPDConfig:
             "final_step": (self.final_step, FINAL_STEPS),
             "target": (self.target, ("scaled_noise", "unit_eps")),
             "loss_reduction": (self.loss_reduction, ("sum", "mean")),
+            "posterior_dtype": (self.posterior_dtype, ("float64", "float32")),
         }
         for field, (value, valid) in checks.items():
             if value not in valid:
@@ -84,6 +87,28 @@ _SOBEL_X = ((1.0, 0.0, -1.0), (2.0, 0.0, -2.0), (1.0, 0.0, -1.0))
 _SOBEL_Y = ((1.0, 2.0, 1.0), (0.0, 0.0, 0.0), (-1.0, -2.0, -1.0))
 
 
+def sobel(x: torch.Tensor, padding: str = "zeros") -> tuple[torch.Tensor, torch.Tensor]:
+    """(G_x, G_y) of every channel of x [B,C,H,W] with the 3×3 kernels ``_SOBEL_X``/``_SOBEL_Y`` (cross-
+    correlation, as F.conv2d), by shifted slices of the 1-padded image instead of a convolution.
+
+    padding -- "zeros" (F.conv2d's padding=1: the official code) or an F.pad mode ("replicate", "reflect").
+    Bit-identical in float64 to the grouped F.conv2d it replaces (tested): the taps are ±1, ±2 (exact
+    products) and are summed left to right in kernel raster order, the order of the conv's im2col dot
+    product; the conv went through ``aten::_slow_conv2d_forward`` (4-7 ms at N=64, 32²; slices ≈ 1.5 ms).
+    """
+    xp = F.pad(x, (1, 1, 1, 1)) if padding == "zeros" else F.pad(x, (1, 1, 1, 1), mode=padding)
+    H, W = x.shape[-2:]
+
+    def s(dy: int, dx: int) -> torch.Tensor:     # xp shifted so that s(dy, dx)[i, j] = x[i + dy - 1, j + dx - 1]
+        return xp[..., dy:dy + H, dx:dx + W]
+
+    # G_x = Σ K_x[dy,dx] s(dy,dx), K_x rows (1, 0, -1), (2, 0, -2), (1, 0, -1)
+    gx = s(0, 0) - s(0, 2) + 2.0 * s(1, 0) - 2.0 * s(1, 2) + s(2, 0) - s(2, 2)
+    # G_y = Σ K_y[dy,dx] s(dy,dx), K_y rows (1, 2, 1), (0, 0, 0), (-1, -2, -1)
+    gy = s(0, 0) + 2.0 * s(0, 1) + s(0, 2) - s(2, 0) - 2.0 * s(2, 1) - s(2, 2)
+    return gx, gy
+
+
 def edge_map(x: torch.Tensor, norm: str = "batch", magnitude: str = "squared", channels: str = "sum",
              padding: str = "zeros", eps: float = 0.0) -> torch.Tensor:
     """G(x) of epd_spec.md §1.2, in float64: [B,1,H,W] (or [B,C,H,W] for channels='per_channel')."""
@@ -93,16 +118,7 @@ def edge_map(x: torch.Tensor, norm: str = "batch", magnitude: str = "squared", c
         x = x.sum(dim=1, keepdim=True)
     elif channels == "mean":
         x = x.mean(dim=1, keepdim=True)
-    groups = x.shape[1]
-    kx = torch.tensor(_SOBEL_X, dtype=torch.float64, device=x.device).expand(groups, 1, 3, 3)
-    ky = torch.tensor(_SOBEL_Y, dtype=torch.float64, device=x.device).expand(groups, 1, 3, 3)
-    if padding == "zeros":
-        gx = F.conv2d(x, kx, padding=1, groups=groups)
-        gy = F.conv2d(x, ky, padding=1, groups=groups)
-    else:
-        xp = F.pad(x, (1, 1, 1, 1), mode=padding)
-        gx = F.conv2d(xp, kx, groups=groups)
-        gy = F.conv2d(xp, ky, groups=groups)
+    gx, gy = sobel(x, padding)
     m = gx * gx + gy * gy
     if magnitude == "abs":
         m = m.sqrt()
@@ -149,16 +165,23 @@ class EdgePreserving(DDPM):
         return edge_map(x, c.edge_norm, c.edge_magnitude, c.edge_channels, c.edge_padding, c.edge_eps)
 
     def sigma(self, G: torch.Tensor, t: torch.Tensor, tau: Optional[np.ndarray] = None,
-              lam_t: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """σ_t = √(1-ᾱ_t) / [(1-τ_t)√(1+G/λ_t) + τ_t] in float64 (Eq. 11); t is a [B] index tensor (t = -1: 0)."""
+              lam_t: Optional[torch.Tensor] = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """σ_t = √(1-ᾱ_t) / [(1-τ_t)√(1+G/λ_t) + τ_t] (Eq. 11) in ``dtype``; t is a [B] index tensor (t = -1: 0).
+
+        float64: 1-ᾱ_t from the float64 schedule.  float32 (Q18): the official arithmetic, ᾱ, τ, λ cast to
+        float32 first and 1-ᾱ_t computed in float32 (about three significant digits at t = 0)."""
         tau = self.tau if tau is None else tau
         ok = t >= 0
         tc = t.clamp(min=0)
         shape = (-1,) + (1,) * (G.ndim - 1)
-        tau_t = torch.as_tensor(tau, dtype=torch.float64, device=G.device)[tc].reshape(shape)
+        G = G.to(dtype)
+        tau_t = torch.as_tensor(tau, device=G.device).to(dtype)[tc].reshape(shape)
         if lam_t is None:
-            lam_t = torch.as_tensor(self.lam, dtype=torch.float64, device=G.device)[tc].reshape(shape)
-        one_minus_abar = torch.as_tensor(1.0 - self.alpha_bar, dtype=torch.float64, device=G.device)[tc].reshape(shape)
+            lam_t = torch.as_tensor(self.lam, device=G.device).to(dtype)[tc].reshape(shape)
+        if dtype == torch.float64:
+            one_minus_abar = torch.as_tensor(1.0 - self.alpha_bar, dtype=dtype, device=G.device)[tc].reshape(shape)
+        else:
+            one_minus_abar = 1.0 - torch.as_tensor(self.alpha_bar, device=G.device).to(dtype)[tc].reshape(shape)
         D = (1.0 - tau_t) * torch.sqrt(1.0 + G / lam_t) + tau_t
         return torch.where(ok.reshape(shape), one_minus_abar.sqrt() / D, torch.zeros_like(D))
 
@@ -199,21 +222,22 @@ class EdgePreserving(DDPM):
         """Per-pixel mean and variance of the reverse step t → s = t-1 given x0 (Eqs. 13-14, §3 steps 3-5).
 
         ``G`` defaults to the edge map of ``x0``; the sampler passes G(x̂0).  λ inside σ²_s follows
-        ``sampler_lambda`` (Q7).  Returned in x_t's dtype.
+        ``sampler_lambda`` (Q7); the arithmetic follows ``posterior_dtype`` (Q18).  Returned in x_t's dtype.
         """
+        dt = torch.float64 if self.config.posterior_dtype == "float64" else torch.float32
         t = as_time_tensor(t, x_t.shape[0], x_t.device)
         s = t - 1
         G = self.edge_map(x0) if G is None else G
         shape = (-1,) + (1,) * (x_t.ndim - 1)
-        lam = torch.as_tensor(self.lam, dtype=torch.float64, device=x_t.device)
+        lam = torch.as_tensor(self.lam, device=x_t.device).to(dt)
         lam_for_s = lam[t].reshape(shape) if self.config.sampler_lambda == "t" else lam[s.clamp(min=0)].reshape(shape)
-        var_t = self.sigma(G, t, self.tau_sample) ** 2
-        var_s = self.sigma(G, s, self.tau_sample, lam_t=lam_for_s) ** 2
-        abar = torch.as_tensor(self.alpha_bar, dtype=torch.float64, device=x_t.device)
+        var_t = self.sigma(G, t, self.tau_sample, dtype=dt) ** 2
+        var_s = self.sigma(G, s, self.tau_sample, lam_t=lam_for_s, dtype=dt) ** 2
+        abar = torch.as_tensor(self.alpha_bar, device=x_t.device).to(dt)
         abar_t = abar[t].reshape(shape)
         abar_s = abar[s.clamp(min=0)].reshape(shape)
         a2_ts = abar_t / abar_s                                   # α²_{t|s}
         var_ts = var_t - a2_ts * var_s                            # σ²_{t|s}
         var_post = 1.0 / (1.0 / var_s + a2_ts / var_ts)           # Eq. 14 (1/σ²_s, not the paper's 1/σ²_t: Q8)
-        mean = var_post * (a2_ts.sqrt() / var_ts * x_t.double() + abar_s.sqrt() / var_s * x0.double())  # Eq. 13
+        mean = var_post * (a2_ts.sqrt() / var_ts * x_t.to(dt) + abar_s.sqrt() / var_s * x0.to(dt))  # Eq. 13
         return mean.to(x_t.dtype), var_post.to(x_t.dtype)
