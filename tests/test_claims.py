@@ -112,6 +112,22 @@ def test_proxy_rows_and_non_training_replicates_are_never_reproduced():
         claims.compare("c", "EPD", "a<b", "FD", {"a": LO}, {"b": HI}, replicates="bootstrap")
 
 
+def test_independent_draws_are_full_replicates_and_every_stored_kind_is_read_back():
+    """Oracle / analytic experiments train no network: their seeds redraw everything, so no cap; holm accepts
+    every kind the study modules pass, and the sentences older metrics.json files stored in ``replicates``."""
+    draws = claims.compare("C1-x", "COLD", "a<b", "RMSE", {"a": LO}, {"b": HI}, replicates=claims.INDEPENDENT_DRAWS)
+    assert draws["verdict"] == claims.REPRODUCED and draws["replicates"] == "independent draws"
+    for kind in claims.REPLICATES:
+        e = claims.compare("c", "COLD", "a<b", "FD", {"a": LO}, {"b": HI}, replicates=kind)
+        assert claims.holm([e])[0]["replicates"] == kind
+    old = dict(draws, replicates="replicates: oracle perturbation seeds on the same held-out images")
+    assert claims.holm([old])[0]["replicates"] == claims.INDEPENDENT_DRAWS
+    old = dict(draws, replicates="replicates: disjoint held-out image subsets of ONE trained model (seed 0)")
+    back = claims.holm([old])[0]
+    assert back["replicates"] == claims.EVAL_SUBSETS and back["verdict"] == claims.INCONCLUSIVE
+    assert claims.replicate_kind("replicates: sampling seeds of ONE trained model") == claims.SAMPLING_SEEDS
+
+
 def test_qualitative():
     q = claims.qualitative("c", "EPD", "structure earlier", "fig.png")
     assert q["verdict"] == claims.QUALITATIVE and q["figure"] == "fig.png"

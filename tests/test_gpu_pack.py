@@ -1,4 +1,4 @@
-"""scripts/gpu_pack.py and scripts/gpu_run.py (no network, no GPU): packs read back as the folder's first n images,
+"""scripts/gpu_pack.py and scripts/gpu_run.py (no network, no GPU): packs read back as the folder's seeded max_images draw,
 the 64 MiB budget counts the working tree, the wheel set is the closure of what the GPU image lacks, and the
 runner on the GPU side resumes finished steps, stops at its deadline and returns only finished results."""
 from __future__ import annotations
@@ -30,7 +30,7 @@ def afhq_root(tmp_path, monkeypatch):
     return tmp_path / "src"
 
 
-def test_pack_reads_back_as_the_first_images(afhq_root, tmp_path, capsys):
+def test_pack_reads_back_as_the_seeded_draw(afhq_root, tmp_path, capsys):
     out = tmp_path / "pack"
     assert gpu_pack.main(["--data-root", str(afhq_root), "--out", str(out), "--spec", "afhq_cat:16:4",
                           "--no-wheels"]) == 0
@@ -39,12 +39,14 @@ def test_pack_reads_back_as_the_first_images(afhq_root, tmp_path, capsys):
     assert "python3 scripts/gpu_run.py --pack" in capsys.readouterr().out
     assert manifest["wheels"] == [] and manifest["extractor"] is None  # no cifar10/ beside the data
     assert [st["name"] for st in manifest["plan"]][:2] == ["bench32", "bench128"]
-    ref = data.load_dataset("afhq_cat", data_root=afhq_root, resolution=16, cache_dir=None)
+    # The pack holds the folder's own seeded max_images draw, and a smaller draw is a prefix of it.
+    ref = data.load_dataset("afhq_cat", data_root=afhq_root, resolution=16, max_images=4, cache_dir=None)
     ds = data.load_dataset("afhq_cat", data_root=out, resolution=16)
-    assert torch.equal(ds.images, ref.images[:4]) and ds.images.dtype == torch.uint8
-    assert "packed subset: first 4 of 6" in ds.info()["note"]
+    assert torch.equal(ds.images, ref.images) and ds.images.dtype == torch.uint8
+    assert "packed subset: seeded random draw of 4 of 6" in ds.info()["note"]
+    ref2 = data.load_dataset("afhq_cat", data_root=afhq_root, resolution=16, max_images=2, cache_dir=None)
     assert torch.equal(data.load_dataset("afhq_cat", data_root=out, resolution=16, max_images=2).images,
-                       ref.images[:2])
+                       ref2.images)
     with pytest.raises(ValueError, match="holds the first 4 images"):
         data.load_dataset("afhq_cat", data_root=out, resolution=16, max_images=5)
     with pytest.raises(FileNotFoundError):  # no pack at this resolution: the usual not-found error
