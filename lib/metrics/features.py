@@ -316,10 +316,13 @@ class ClassifierExtractor(FeatureExtractor):
 
     def info(self) -> dict:
         m = self.meta
+        # A classifier built in code (tests, a user's own net) may carry only the metadata it needs; the
+        # training facts are then None rather than an error.
         return dict(name=self.key, column=self.name, dim=self.dim, heldout_accuracy=self.heldout_accuracy,
-                    heldout_count=m["heldout_count"], train_data_hash=m["data_hash"], train_count=m["train_count"],
-                    train_data=m["data_source"], resolution=list(self.resolution), config=m["config"],
-                    train_seconds=m["train_seconds"], weights=str(self.path) if self.path else None,
+                    heldout_count=m.get("heldout_count"), train_data_hash=m.get("data_hash"),
+                    train_count=m.get("train_count"), train_data=m.get("data_source"),
+                    resolution=list(self.resolution), config=m.get("config"),
+                    train_seconds=m.get("train_seconds"), weights=str(self.path) if self.path else None,
                     weights_sha256=self.weights_sha256, weights_origin=self.origin)
 
 
