@@ -194,7 +194,10 @@ def summary_table(df: pd.DataFrame, metrics: Optional[Sequence[str]] = None, gro
                 continue
             row[f"{m} (ours)"] = format_mean_ci(pd.to_numeric(sub[m], errors="coerce"))
             if m in paper:
-                row[f"{m} (paper)"] = paper_num(paper[m].get(g))
+                # Both papers report Inception FID: beside our offline FD_<extractor> the paper's column is named
+                # by its own metric, so a reader never takes it for the paper's value of ours.
+                head = "FID_inception (paper)" if m.startswith("FD_") else f"{m} (paper)"
+                row[head] = paper_num(paper[m].get(g))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -335,7 +338,7 @@ def show_claims(claims: Sequence[Mapping], ledger: str = LEDGER):
     counts = frame["verdict"].value_counts().to_dict() if len(frame) else {}
     summary = " ".join(f"{badge(k, None)} {v}" for k, v in counts.items())
     body = (f"<p class='caption'>{len(frame)} ledger entr{'y' if len(frame) == 1 else 'ies'}: {summary} — "
-            f"verdict rule of evaluation.md (one-sided Welch test, n ≥ 3 seeds); all claims of both papers: "
+            f"verdict rule of evaluation.md (paired one-sided t-test over training seeds, Holm within a claim, minimum effect, n ≥ 3; “not testable at this scale” when an arm fails the quality gate); all claims of both papers: "
             f"<a href='{_e(ledger)}'>the ledger</a> (<a href='{_e(CLAIMS_MD)}'>claims.md</a>)</p>"
             f"<table class='rep'><tr>{head}</tr>{''.join(rows)}</table>")
     if not len(frame):

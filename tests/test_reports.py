@@ -337,9 +337,9 @@ def test_report_helpers_put_the_paper_beside_ours():
     df = pd.DataFrame({"arm": ["ddpm"] * 3 + ["edge_preserving"] * 3, "seed": [0, 1, 2] * 2,
                        "FD_x": [10.0, 12.0, 14.0, 5.0, 5.0, 5.0], "precision": [0.5] * 6})
     t = report.summary_table(df, ["FD_x", "precision"], paper={"FD_x": {"ddpm": 17.6, "edge_preserving": 13.06}})
-    assert list(t.columns) == ["arm", "n", "FD_x (ours)", "FD_x (paper)", "precision (ours)"]
+    assert list(t.columns) == ["arm", "n", "FD_x (ours)", "FID_inception (paper)", "precision (ours)"]
     assert t["FD_x (ours)"].tolist() == ["12 ± 5", "5 ± 0"]  # mean ± 95 % t-interval half-width (4.30·2/√3)
-    assert t["FD_x (paper)"].tolist() == ["17.6", "13.06"]  # the paper's number as printed
+    assert t["FID_inception (paper)"].tolist() == ["17.6", "13.06"]  # the paper's number as printed
     assert report.sig(0.123456) == "0.123" and report.sig(1234.5) == "1230" and report.format_mean_ci([3.0]) == "3"
     entry = lc.compare("EPD-1", "EPD", "EPD below DDPM", "FD_x", lower={"EPD": [1, 2, 3]}, higher={"DDPM": [4, 5, 6]},
                        paper_values={"EPD": 13.06, "DDPM": 17.6}, paper_metric="FID_inception")
