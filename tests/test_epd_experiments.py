@@ -95,6 +95,14 @@ def test_isotropic_control_claims_separate_edge_and_loss_effects():
                                             _ctx())} == {"EPD-18-1"}
 
 
+def test_a_run_of_epd_and_its_control_alone_makes_only_their_claims():
+    assert list(E.table1_arms([E.EPD, E.ISO])) == [E.EPD, E.ISO]
+    with pytest.raises(ValueError, match="unknown Table 1 arm"):
+        E.table1_arms(["edge"])
+    ids = [c["id"] for c in E.table1_claims(_df({E.EPD: [7.0, 7.2, 7.1], E.ISO: [8.0, 8.1, 8.2]}), _ctx())]
+    assert ids == ["EPD-1-edge", "EPD-22"]   # no claim against an arm that was not run
+
+
 def test_epd22_isotropic_reduction_is_measured_exactly():
     c = {c["id"]: c for c in E.table1_claims(_df({"ddpm": [1.0], "ihdm": [1.0], "bndm": [1.0], E.EPD: [1.0]}),
                                               _ctx())}["EPD-22"]
