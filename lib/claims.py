@@ -268,9 +268,14 @@ def correct_families(entries: Sequence[Dict[str, Any]], key=None) -> List[Dict[s
     return out
 
 
-def _ci95(v: np.ndarray):
+def t_half_width(sd: float, n: int, level: float = 0.95) -> float:
+    """Half-width of the Student-t confidence interval of a mean of ``n`` values with sample sd ``sd``."""
     from scipy import stats
-    half = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return float(stats.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n))
+
+
+def _ci95(v: np.ndarray):
+    half = t_half_width(float(v.std(ddof=1)), v.size)
     return float(v.mean()) - half, float(v.mean()) + half
 
 

@@ -23,6 +23,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from lib.claims import t_half_width
 from lib.experiment import in_notebook, show_png
 
 LEDGER = "../../index.html#claims"   # from results/<nb>/<folder>/report.html to the ledger of the index
@@ -103,9 +104,7 @@ def mean_ci(values: Iterable[float], level: float = 0.95) -> tuple:
         return None, None, 0
     if v.size < 2:
         return float(v.mean()), None, 1
-    from scipy import stats
-    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
-    return float(v.mean()), half, int(v.size)
+    return float(v.mean()), t_half_width(float(v.std(ddof=1)), v.size, level), int(v.size)
 
 
 def format_mean_ci(values: Iterable[float]) -> str:
@@ -251,8 +250,7 @@ def merge_mean_sd(table: pd.DataFrame, n: Optional[int] = None) -> pd.DataFrame:
             k = r[ncol] if ncol else n
             try:
                 k = int(k)
-                half = (None if k < 2 or d is None or not np.isfinite(float(d)) else
-                        float(__import__("scipy.stats", fromlist=["t"]).t.ppf(0.975, k - 1) * float(d) / math.sqrt(k)))
+                half = None if k < 2 or d is None or not np.isfinite(float(d)) else t_half_width(float(d), k)
             except (TypeError, ValueError):
                 half = None
             out.append(sig(m) if half is None else f"{sig(m)} ± {sig(half, 2)}")
