@@ -82,10 +82,12 @@ def provenance(profile: str, seeds: Iterable[int], device: Any) -> Dict[str, Any
 
 def profile_precision(profile: str, device: Any) -> Optional[str]:
     """The precision ("bf16" | "fp32") the study code trains and samples in under ``profile`` on ``device``
-    (``Profile.precision`` resolved by ``lib.precision``); None for a name that is not a profile."""
+    (``Profile.precision`` resolved by ``lib.precision``); ``profile`` may be a tagged results folder
+    (``result_folder``: ``quick_afhq_cat`` is the quick profile); None for a name that is no profile."""
     from lib import precision
     from lib.profiles import PROFILES
-    if profile not in PROFILES:
+    profile = next((p for p in PROFILES if profile == p or profile.startswith(f"{p}_")), None)
+    if profile is None:
         return None
     try:
         return precision.resolve(PROFILES[profile].precision, device)

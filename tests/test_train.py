@@ -278,3 +278,11 @@ def test_fused_adam_matches_the_foreach_implementation(monkeypatch):
     monkeypatch.setattr(torch.optim, "Adam", Spy)
     train(make_process("ddpm", T=10), tiny_unet(), data_u8(8), TrainConfig(steps=1, batch_size=4), progress=False)
     assert seen.get("fused") is True
+
+
+def test_tagged_results_folder_records_its_profiles_precision():
+    from lib import experiment, precision
+    want = precision.resolve("auto", "cpu")
+    assert experiment.profile_precision("quick", "cpu") == want
+    assert experiment.profile_precision(experiment.result_folder("quick", "afhq_cat"), "cpu") == want
+    assert experiment.profile_precision("quickly", "cpu") is None
