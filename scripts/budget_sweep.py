@@ -32,7 +32,7 @@ proc = study.process_for_profile(name, prof, **over)
 ext = metrics.get_extractor("mnistclf")
 torch.manual_seed(0)
 net = UNet(prof.unet(1, proc.out_channels(1)))
-cfg = study.train_config(name, prof, 0)
+cfg = study.train_config(name, prof, 0, data=ds)
 rd = f"cache/budget_sweep/run_{arm}_{res}_{T}_{total}_{ema}_{lite}"
 print(arm, res, T, total, "params", sum(p.numel() for p in net.parameters()), flush=True)
 done = 0

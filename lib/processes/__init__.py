@@ -35,9 +35,12 @@ def process_from_dict(d: dict) -> DiffusionProcess:
     if cls is None:
         raise ValueError(f"unknown process {name!r}; valid names: {sorted(PROCESSES)}")
     import dataclasses
-    types = {f.name: f for f in dataclasses.fields(cls.config_cls)}
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in types}
-    return cls(cls.config_cls(**kwargs))
+    fields = {f.name for f in dataclasses.fields(cls.config_cls)}
+    unknown = sorted(set(d) - fields)
+    if unknown:   # refused, as make_process refuses them: a stored field we cannot honour is not dropped silently
+        raise ValueError(f"{name}: unknown config field(s) {unknown} (stored by another version of "
+                         f"lib/processes?); valid fields: {sorted(fields)}")
+    return cls(cls.config_cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}))
 
 
 # Importing the process modules registers them.

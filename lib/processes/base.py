@@ -20,6 +20,11 @@ Conventions shared by all processes (read this before adding one):
 * ``loss`` returns the **per-sample** loss ``[B]``; the training loop takes the mean.
 * Every process has exactly one frozen dataclass config (``config_cls``) whose defaults are the paper's
   full-scale settings; profiles override fields.  ``config_dict()`` is what checkpoints store and check.
+* **What studies need is part of the interface**, so no study code branches on a process name: the config
+  field holding the step count (``steps_field``) and ``budget_overrides`` for a reduced budget, whether it takes
+  a profile's T (``follows_profile_T``), its official optimiser settings (``training_defaults``), DDIM support
+  (``supports_ddim``), and for SDEdit ``signal_level`` / ``sdedit_top``.  Adding a process is one module plus
+  its import in ``lib/processes/__init__.py`` (``tests/test_process_interface.py`` adds a toy one).
 """
 from __future__ import annotations
 
@@ -76,6 +81,13 @@ class DiffusionProcess:
     config_cls: ClassVar[type] = object
     # A small but valid configuration (few steps) for smoke runs and the contract tests.
     small_overrides: ClassVar[dict] = {}
+    # What the studies need to know about a process, so that no study code branches on a process name:
+    steps_field: ClassVar[Optional[str]] = None   # Config field that sets the number of steps (T, K or S).
+    follows_profile_T: ClassVar[bool] = False     # Takes a profile's T (β range rescaled): DDPM and EPD.
+    supports_ddim: ClassVar[bool] = False         # Implements ``ddim_timesteps`` / ``ddim_step``.
+    family: ClassVar[str] = ""                    # Group for side-by-side figures ("": the process's own name).
+    # Optimiser settings of the official code (lib.study.train_config; the CPU profiles replace the lr).
+    training_defaults: ClassVar[dict] = dict(optimizer="adam", lr=2e-5)
 
     def __init__(self, config: Any = None, **overrides):
         if config is None:
@@ -95,6 +107,26 @@ class DiffusionProcess:
     def num_steps(self) -> int:
         """Number of training time indices."""
         raise NotImplementedError
+
+    @classmethod
+    def default_steps(cls) -> Optional[int]:
+        """The config default of ``steps_field`` (None when the process has no step count to budget)."""
+        return getattr(cls.config_cls(), cls.steps_field) if cls.steps_field else None
+
+    @classmethod
+    def budget_overrides(cls, steps: int, resolution: int) -> dict:
+        """Config overrides that run the process with ``steps`` steps on ``resolution``-px images (a reduced
+        budget); ``{}`` keeps the defaults."""
+        return {cls.steps_field: int(steps)} if cls.steps_field else {}
+
+    @property
+    def sdedit_top(self) -> int:
+        """The highest index an SDEdit hijack may start from."""
+        return self.num_steps - 1
+
+    def signal_level(self, t: int) -> float:
+        """The coefficient of x0 in x_t at index ``t``: how much of a guide is left (SDEdit)."""
+        raise NotImplementedError(f"{self.name} does not define signal_level")
 
     def config_dict(self) -> dict:
         """JSON-able description stored in checkpoints and results; includes the process name."""

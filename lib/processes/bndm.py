@@ -142,6 +142,20 @@ class BNDM(DiffusionProcess):
     name = "bndm"
     config_cls = BNDMConfig
     small_overrides = {"T": 20, "S": 10}
+    steps_field = "S"
+    training_defaults = dict(optimizer="adamw", lr=1e-4, weight_decay=0.01, grad_clip=1.0)
+
+    @classmethod
+    def budget_overrides(cls, steps: int, resolution: int) -> dict:
+        """S = ``steps`` sampling steps (at most the T training levels)."""
+        return {"S": min(int(steps), cls.config_cls().T)}
+
+    @property
+    def sdedit_top(self) -> int:
+        return self.num_steps                              # α = t/T runs to 1 (pure noise) at t = T
+
+    def signal_level(self, t: int) -> float:
+        return 1.0 - t / self.num_steps                    # x_α = (1-α) x0 + α·noise
 
     def __init__(self, config: Optional[BNDMConfig] = None, **overrides):
         super().__init__(config, **overrides)

@@ -47,6 +47,17 @@ class DDPM(DiffusionProcess):
     name = "ddpm"
     config_cls = DDPMConfig
     small_overrides = {"T": 20}
+    steps_field = "T"
+    follows_profile_T = True
+    supports_ddim = True
+
+    @classmethod
+    def budget_overrides(cls, steps: int, resolution: int) -> dict:
+        """T = ``steps``, with the β range rescaled so the chain still ends near noise (``matched_betas``)."""
+        return {"T": int(steps), **schedules.matched_betas(int(steps))}
+
+    def signal_level(self, t: int) -> float:
+        return float(np.sqrt(self.alpha_bar[t]))          # x_t = √ᾱ_t x0 + √(1-ᾱ_t) ε (Ho et al. Eq. 4)
 
     def __init__(self, config: Optional[DDPMConfig] = None, **overrides):
         super().__init__(config, **overrides)

@@ -143,8 +143,7 @@ class EdgePreserving(DDPM):
     config_cls = EPDConfig
     small_overrides = {"T": 20}
     # DDIM is derived for the isotropic process only; EPD samples with its own posterior (``step``).
-    ddim_timesteps = None
-    ddim_step = None
+    supports_ddim = False
 
     def __init__(self, config: Optional[EPDConfig] = None, **overrides):
         super().__init__(config, **overrides)

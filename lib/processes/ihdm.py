@@ -138,6 +138,14 @@ class IHDM(DiffusionProcess):
     name = "ihdm"
     config_cls = IHDMConfig
     small_overrides = {"K": 10, "sigma_blur_max": 8.0}
+    steps_field = "K"
+    training_defaults = dict(optimizer="adam", lr=1e-4, warmup_steps=5000, grad_clip=1.0, ema_warmup=True)
+
+    @classmethod
+    def budget_overrides(cls, steps: int, resolution: int) -> dict:
+        """K = ``steps`` blur levels; the largest blur σ_{B,K} scaled to the image (the 128-px config uses
+        σ = 128 = the image size, so at ``resolution`` px: σ = resolution)."""
+        return {"K": int(steps), "sigma_blur_max": float(resolution)}
 
     def __init__(self, config: Optional[IHDMConfig] = None, **overrides):
         super().__init__(config, **overrides)
