@@ -43,10 +43,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 from tqdm.auto import tqdm
 
 from lib.io import torch_save
+from lib.sketch_data import QUICKDRAW_NOTE, _load_quickdraw, _sketch_folder, rasterize_strokes  # noqa: F401
 
 PathLike = Union[str, Path]
 
@@ -60,8 +61,6 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".
 RESAMPLE = Image.Resampling.LANCZOS
 SPLITS = ("train", "test", "fit", "heldout")
 HELDOUT_FRACTION = 0.1                               # Share of "train" that "heldout" takes.
-QUICKDRAW_NOTE = ("Quick, Draw! strokes (rasterised here) used as a stand-in for the TU-Berlin "
-                  "Human-Sketch set of the EPD paper")
 
 #----------------------------------------------------------------------------
 # The in-memory dataset.
@@ -203,7 +202,6 @@ DATASETS: Dict[str, DatasetSpec] = {
     "sketch":      DatasetSpec("sketch", 128, 1, ("sketch", "quickdraw"), "<root>/<class>/*.png (TU-Berlin) or <root>/*.ndjson (Quick, Draw!)"),
     "folder":      DatasetSpec("images", None, 3, (), "data_root = any folder of images (searched recursively)"),
 }
-
 
 
 def hflip_allowed(data) -> bool:
@@ -367,41 +365,28 @@ def _split_dir(name: str, spec: DatasetSpec, root: Path, split: str) -> Path:
 
 def _load_folder(name, spec, root, split, resolution, channels, max_images, cache_dir, seed=0) -> ImageDataset:
     folder = _split_dir(name, spec, root, split)
-    if spec.layout == "sketch" and (folder / "png").is_dir():    # TU-Berlin's archive: sketches/png/<class>/.
-        folder = folder / "png"
-    ndjson = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".ndjson") if spec.layout == "sketch" else []
-    note = QUICKDRAW_NOTE if ndjson else ""
+    if spec.layout == "sketch":                 # TU-Berlin PNG class folders, or Quick, Draw! (lib.sketch_data).
+        folder, ndjson = _sketch_folder(folder)
+        if ndjson:
+            return _load_quickdraw(name, folder, ndjson, split, resolution, channels, max_images, cache_dir, seed)
     labels_of_files, class_names = None, None
-    if ndjson:
-        files = ndjson
-    elif spec.layout == "class_folders" or (spec.layout == "sketch" and _class_dirs(folder)):
+    if spec.layout == "class_folders" or (spec.layout == "sketch" and _class_dirs(folder)):
         files, labels_of_files, class_names = _list_class_folders(folder)
     else:
         files = _list_images(folder)
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}"
                                 f"{' or .ndjson' if spec.layout == 'sketch' else ''}) found under {folder}")
-    subset = ""
-    if ndjson:
-        stats = [[p.name, *_size_mtime(p)] for p in files]
-    else:
-        idx = _draw(labels_of_files, len(files), max_images, seed)
-        subset = _subset_note(labels_of_files, len(files), idx, seed)
-        if idx is not None:
-            files = [files[i] for i in idx]
-            labels_of_files = None if labels_of_files is None else [labels_of_files[i] for i in idx]
-        stats = [[p.relative_to(folder).as_posix(), *_size_mtime(p)] for p in files]
-    key = _hash(dict(v=LOADER_VERSION, files=stats, resolution=resolution, channels=channels,
-                     max_images=max_images, seed=seed, resample=RESAMPLE.name))
+    idx = _draw(labels_of_files, len(files), max_images, seed)
+    subset = _subset_note(labels_of_files, len(files), idx, seed)
+    if idx is not None:
+        files = [files[i] for i in idx]
+        labels_of_files = None if labels_of_files is None else [labels_of_files[i] for i in idx]
+    stats = [[p.relative_to(folder).as_posix(), *_size_mtime(p)] for p in files]
+    key = _folder_key(stats, resolution, channels, max_images, seed)
     cache = _cache_path(cache_dir, name, split, resolution, channels, key)
 
     def build():
-        if ndjson:
-            drawings, words, names, sub = _read_ndjson(ndjson, max_images, seed)
-            u8 = _map_to_array(lambda d: _rasterize(d, resolution, channels), drawings,
-                               (channels, resolution, resolution), f"{name}: rasterising")
-            return dict(images=u8, labels=torch.tensor([names.index(w) for w in words], dtype=torch.int64),
-                        class_names=names, subset=sub)
         res = resolution if resolution is not None else _native_resolution(files, folder)
         u8 = _map_to_array(lambda p: _load_image(p, res, channels), files, (channels, res, res),
                            f"{name}: decoding")
@@ -411,7 +396,7 @@ def _load_folder(name, spec, root, split, resolution, channels, max_images, cach
     payload = _cached(cache, key, build)
     images = payload["images"]
     return ImageDataset(images, payload["labels"], name, str(folder), int(images.shape[-1]), channels,
-                        split, payload["class_names"], note, payload.get("subset", ""))
+                        split, payload["class_names"], "", payload.get("subset", ""))
 
 
 def _is_image(p: Path) -> bool:
@@ -447,7 +432,7 @@ def _size_mtime(p: Path) -> Tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 #----------------------------------------------------------------------------
-# Decoding and rasterising (module-level functions, so tests can replace them).
+# Decoding (module-level functions, so tests can replace them); rasterising is in lib.sketch_data.
 
 def _open_checked(path: Path) -> Image.Image:
     try:
@@ -494,78 +479,6 @@ def _native_resolution(files: Sequence[Path], folder: Path) -> int:
     return min(next(iter(sizes)))
 
 
-def _read_ndjson(files: Sequence[Path], max_images: Optional[int] = None,
-                 seed: int = 0) -> Tuple[list, List[str], List[str], str]:
-    """Quick, Draw! records: (drawings, words, class names, subset note), files in sorted order, lines in file
-    order; with ``max_images`` a seeded draw stratified by file (one file per class), in draw order."""
-    lines = []                                   # (file index, file, line number, text) of non-empty lines
-    for k, f in enumerate(files):
-        with open(f, encoding="utf-8") as fh:
-            lines += [(k, f, lineno, line) for lineno, line in enumerate(fh, 1) if line.strip()]
-    idx = _draw([k for k, *_ in lines], len(lines), max_images, seed)
-    chosen = lines if idx is None else [lines[i] for i in idx]
-    drawings, words, first = [], [], {}
-    for k, f, lineno, line in chosen:
-        rec = _ndjson_record(f, lineno, line)
-        drawings.append(rec["drawing"])
-        words.append(str(rec.get("word", f.stem)))
-    for k, f, lineno, line in lines:             # every file's class, drawn or not (the histogram shows all)
-        if k not in first:
-            first[k] = str(_ndjson_record(f, lineno, line).get("word", f.stem))
-    names = sorted(set(words) | set(first.values()))
-    return drawings, words, names, _subset_note(True, len(lines), idx, seed)
-
-
-def _ndjson_record(f: Path, lineno: int, line: str) -> dict:
-    try:
-        rec = json.loads(line)
-        rec["drawing"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"cannot read Quick, Draw! record {f}:{lineno} "
-                         f"(expected a JSON object with a 'drawing' field): {e}") from e
-    return rec
-
-
-def rasterize_strokes(drawing, resolution: int, supersample: int = 4, centre: bool = True) -> np.ndarray:
-    """Quick, Draw! strokes [[x...], [y...], ...] in a 256x256 space -> uint8 [resolution, resolution].
-
-    Black lines on white, drawn at ``supersample`` x the resolution and LANCZOS-downsampled (antialiasing).
-    The line width is 6/256 of the side, at least 1.5 px (3 px at 128, 1.5 px at 64 and at 32); a margin
-    of one line width keeps strokes on the border whole.  ``centre``: move the bounding box to the middle
-    (the simplified Quick, Draw! data is stored top-left aligned; TU-Berlin sketches are centred).
-    Drawings outside 0..255 (raw, unsimplified data) are first scaled to fit by their bounding box.
-    """
-    size = resolution * supersample
-    width = int(round(max(1.5 * supersample, size * 6 / 256)))
-    pts = [np.asarray(s[:2], dtype=np.float64) for s in drawing if len(s) >= 2 and len(s[0])]
-    scale, shift = 1.0, np.zeros((2, 1))                     # Drawing space -> 0..255.
-    if pts:
-        allp = np.concatenate(pts, axis=1)
-        lo, hi = allp.min(axis=1, keepdims=True), allp.max(axis=1, keepdims=True)
-        if lo.min() < 0 or hi.max() > 255:
-            scale = 255 / max(float((hi - lo).max()), 1.0)
-            shift = -lo * scale
-        if centre:
-            shift = shift + (255 - (hi - lo) * scale) / 2 - (lo * scale + shift)
-    to_canvas = (size - 1 - 2 * width) / 255
-    canvas = Image.new("L", (size, size), 255)
-    draw = ImageDraw.Draw(canvas)
-    for s in pts:
-        c = width + (s * scale + shift) * to_canvas
-        xy = list(zip(c[0].tolist(), c[1].tolist()))
-        if len(xy) == 1:
-            (x, y), r = xy[0], width / 2
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=0)
-        else:
-            draw.line(xy, fill=0, width=width, joint="curve")
-    return np.asarray(canvas.resize((resolution, resolution), RESAMPLE))
-
-
-def _rasterize(drawing, resolution: int, channels: int) -> np.ndarray:
-    arr = rasterize_strokes(drawing, resolution)[None]
-    return np.repeat(arr, channels, axis=0)
-
-
 def _map_to_array(fn: Callable, items: Sequence, shape: Tuple[int, ...], desc: str) -> torch.Tensor:
     """uint8 tensor [len(items), *shape] of fn(item), computed in a thread pool (PIL releases the GIL)."""
     out = np.empty((len(items), *shape), dtype=np.uint8)
@@ -591,6 +504,12 @@ def _map_to_array(fn: Callable, items: Sequence, shape: Tuple[int, ...], desc: s
 
 def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _folder_key(stats, resolution, channels, max_images, seed) -> str:
+    """Cache key of a folder split (Quick, Draw! too): its drawn files' [name, size, mtime] and the load arguments."""
+    return _hash(dict(v=LOADER_VERSION, files=stats, resolution=resolution, channels=channels,
+                      max_images=max_images, seed=seed, resample=RESAMPLE.name))
 
 
 def packed_path(data_root: PathLike, name: str, split: str, resolution: int, channels: int) -> Path:
