@@ -56,6 +56,7 @@ import numpy as np
 import torch
 
 from lib import claims as claims_lib
+from lib import paper_data
 from lib import rng as rng_lib
 from lib.processes import PROCESSES, make_process
 from lib.profiles import Profile, get_profile
@@ -234,20 +235,13 @@ ARM_LABELS = {"degraded": "Degraded", "direct": "Direct", "alg1": "Algorithm 1",
               "alg1_clamped": "Algorithm 1 (x̂0 clamped)", "alg2": "Sampled",
               "alg2_last_x0": "R(x_1,1) of Sampled (code, Q5)"}
 
-# The papers' numbers, in one place (cold_spec §6.2, [3rd-party card], arXiv v1; Inception FID at paper scale,
-# so not comparable in value with our FD columns; "nf" cells are absent).  Keys: (degradation, dataset) ->
-# {"<paper column group> <metric>": value}, the paper's own row/column names.
-PAPER_RESTORATION = {
-    ("blur", "mnist"): {"Sampled FID": 4.69, "Direct FID": 5.10},
-    ("blur", "cifar10"): {"Sampled FID": 80.08, "Direct FID": 83.69},
-    ("blur", "celeba"): {"Sampled FID": 26.14, "Direct FID": 36.37},
-    ("inpaint", "mnist"): {"Sampled FID": 1.61, "Direct FID": 2.24},
-    ("inpaint", "cifar10"): {"Sampled FID": 8.92, "Direct FID": 9.97},
-    ("inpaint", "celeba"): {"Sampled FID": 5.73, "Direct FID": 7.74},
-}
-PAPER_TABLE_NAMES = {"blur": "Table 1 (deblurring)", "inpaint": "Table 2 (inpainting)",
-                     "sr": "Table 3 (super-resolution; all cells not found)", "snow": "Table 4 (snow; all cells not found)",
-                     "desaturate": "colourisation (no table found)"}
+# The paper's numbers are data: lib/paper_data.yaml ("cold_restoration", "cold_table_names"; cold_spec §6.2,
+# [3rd-party card], arXiv v1; Inception FID at paper scale, so not comparable in value with our FD columns; "nf"
+# cells are absent).  Keys: (degradation, dataset) -> {"<paper column group> <metric>": value}, the paper's own
+# row/column names.
+PAPER_RESTORATION = {(kind, dataset): cells for kind, by_dataset in paper_data.table("cold_restoration").items()
+                     for dataset, cells in by_dataset.items()}
+PAPER_TABLE_NAMES = paper_data.table("cold_table_names")
 
 
 def per_seed_form(all_metrics: dict) -> Dict[str, Dict[int, dict]]:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from lib import claims as claims_lib
+from lib import paper_data
 from lib import rng as rng_lib
 from lib.cold_experiments import PAPER, _compare, forward_sequence
 from lib.profiles import Profile
@@ -18,13 +19,10 @@ from lib.profiles import Profile
 MIN_CLASS_FRACTION = 0.02  # a digit class counts as generated when >= 2 % of the samples are classified as it
 MIN_CLASSES = 8            # ... and the digit samples must show at least 8 of the 10 classes (diversity gate)
 
-# Generation FIDs (CelebA 128² / AFHQ 128²): rows as the paper's generation table.
-PAPER_GENERATION = {
-    "broken symmetry": {"CelebA FID": 49.45, "AFHQ FID": 54.68},       # blur + GMM, noise 0.002 [inferred row]
-    "perfect symmetry": {},                                             # nf
-    "estimated noise": {"CelebA FID": 23.11, "AFHQ FID": 20.59},       # hot diffusion (≡ DDIM)
-    "fixed noise": {},                                                  # nf
-}
+# Generation FIDs (CelebA 128² / AFHQ 128²): rows as the paper's generation table, from lib/paper_data.yaml
+# ("cold_generation_fid": broken symmetry = blur + GMM, noise 0.002 [inferred row]; estimated noise = hot diffusion
+# (≡ DDIM); the perfect-symmetry and fixed-noise rows were not found: {}).
+PAPER_GENERATION = paper_data.table("cold_generation_fid")
 
 # ----------------------------------------------------------------------------------------------------------
 # Generation.
@@ -162,7 +160,9 @@ def schedule_figure(process, x0: torch.Tensor):
 
 def blur_generation_claims(fd: Dict[str, dict], table, nn: dict, ctx: dict) -> List[dict]:
     col = fd["broken symmetry"]["column"]
-    c = {**ctx, "paper_metric": "FID (Inception) at 128², CelebA 49.45 / AFHQ 54.68 for blur + GMM"}
+    paper = {k: paper_data.num(v) for k, v in PAPER_GENERATION["broken symmetry"].items()}
+    c = {**ctx, "paper_metric": f"FID (Inception) at 128², CelebA {paper['CelebA FID']} / AFHQ {paper['AFHQ FID']} "
+         "for blur + GMM"}
     rep = "replicates: sampling seeds (independent GMM draws) of ONE trained model, not training seeds"
     div = dict(zip(table["arm"], table["pixel diversity"])) if "pixel diversity" in table else {}
     # The paper's claim is that perfect symmetry *collapses*; only the broken arm must pass the diversity gate.

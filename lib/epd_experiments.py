@@ -20,22 +20,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lib import claims, data, experiment, io, metrics, quality, study
+from lib import claims, data, experiment, io, metrics, paper_data, quality, study
 from lib.profiles import Profile
 
 EPD = "edge_preserving"
 ISO = "epd_isotropic"   # the control arm: EPD's own process, target and sampler with τ ≡ 1 (no edge damping)
 BASELINES = ("ddpm", "ihdm", "bndm")
-# Table 1 of the paper (Inception FID, 128², 30k samples; dgm-eval implementation).
-TABLE1_FID = {"celeba": {"ihdm": 89.67, "ddpm": 28.17, "bndm": 26.35, EPD: 26.15},
-              "lsun_church": {"ihdm": 119.34, "ddpm": 31.00, "bndm": 29.86, EPD: 23.17},
-              "afhq_cat": {"ihdm": 53.86, "ddpm": 17.60, "bndm": 14.54, EPD: 13.06}}
-# Table 5 (unconditional precision / recall).
-TABLE5_PR = {"afhq_cat": {EPD: (0.76, 0.20), "ddpm": (0.77, 0.21)},
-             "celeba": {EPD: (0.90, 0.16), "ddpm": (0.92, 0.17)},
-             "lsun_church": {EPD: (0.65, 0.33), "ddpm": (0.47, 0.38)}}
+# The paper's numbers are data (lib/paper_data.yaml, each with its source):
+# Table 1 (unconditional Inception FID, 128², 30k samples; dgm-eval implementation).
+TABLE1_FID = paper_data.table("epd_table1_fid")
+# Table 5 (unconditional precision / recall), {dataset: {arm: (precision, recall)}}.
+TABLE5_PR = {ds: {arm: tuple(pr) for arm, pr in row.items()} for ds, row in paper_data.table("epd_table5_pr").items()}
 # Fig. 7, LSUN-Church FIDs per transition point (mapping inferred from the figure layout, spec §6.9).
-TPHI_FID_CHURCH = {0.25: 39.31, 0.5: 35.71, 0.75: 86.41}
+TPHI_FID_CHURCH = paper_data.table("epd_fig7_tphi_fid_church")
 LAMBDA_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)   # spec §6.9 suggested constant-λ grid [inferred]
 PAPER_METRIC = "FID (Inception-v3, dgm-eval, 30k samples, 128²)"
 
@@ -462,7 +459,7 @@ def tau_claims(df: pd.DataFrame, s: SimpleNamespace) -> List[dict]:
 
 
 def tphi_claims(df: pd.DataFrame, s: SimpleNamespace) -> List[dict]:
-    """Claim 18: t_Φ = 0.5 beats 0.25 and 0.75 (LSUN-Church 35.71 vs 39.31 and 86.41)."""
+    """Claim 18: t_Φ = 0.5 beats 0.25 and 0.75 (Fig. 7, LSUN-Church FIDs in ``TPHI_FID_CHURCH``)."""
     return best_of_claims("EPD-18", "t_phi = 0.5 beats the other transition points", df, "t_phi=0.5",
                           [a for a in df["arm"].unique() if a.startswith("t_phi=") and a != "t_phi=0.5"], s,
                           {f"t_phi={k:g}": v for k, v in TPHI_FID_CHURCH.items()})

@@ -15,15 +15,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lib import claims, metrics, study
+from lib import claims, metrics, paper_data, study
 from lib import rng as rng_lib
 from lib.sampling import sample as run_sampler
 
 EPD = "edge_preserving"
-# Table 3 (2× Quadro RTX 8000, 128², batch 64).
-TABLE3 = {"train_s_per_it": {EPD: 1.12, "ddpm": 1.11, "bndm": 0.74},
-          "inference_s_per_batch": {EPD: 301.5, "ddpm": 277.5, "bndm": 77.2},
-          "inference_memory_gb": {EPD: 9.16, "ddpm": 9.16, "bndm": 10.3}}
+# Table 3 (2× Quadro RTX 8000, 128², batch 64): {row: {arm: value}}, from lib/paper_data.yaml.
+TABLE3 = paper_data.table("epd_table3_cost")
 
 
 def make(s: SimpleNamespace, name: str, **config):
@@ -229,17 +227,21 @@ def cost_claims(df: pd.DataFrame, s: SimpleNamespace, tol_train: float = 0.05, t
     ctx = {**s.ctx, "paper_metric": "wall time ratio EPD/DDPM (2x Quadro RTX 8000, 128², batch 64)",
            "no_gate": "timing of the networks' steps: no samples are judged"}
     p = TABLE3
+    n = {row: {arm: paper_data.num(v) for arm, v in vals.items()} for row, vals in p.items()}
     out = [claims.within_tolerance("EPD-13", "EPD", "EPD training overhead vs DDPM about 1 % per iteration "
-                                   "(1.12 vs 1.11 s/it)", "train s/it ratio EPD/DDPM",
+                                   f"({n['train_s_per_it'][EPD]} vs {n['train_s_per_it']['ddpm']} s/it)",
+                                   "train s/it ratio EPD/DDPM",
                                    [float(r["train_s_per_it_ratio_to_ddpm"])],
                                    p["train_s_per_it"][EPD] / p["train_s_per_it"]["ddpm"], tol_train, **ctx),
-           claims.within_tolerance("EPD-14", "EPD", "EPD inference about 9 % slower than DDPM (301.5 vs 277.5 "
+           claims.within_tolerance("EPD-14", "EPD", "EPD inference about 9 % slower than DDPM "
+                                   f"({n['inference_s_per_batch'][EPD]} vs {n['inference_s_per_batch']['ddpm']} "
                                    "per batch of 64)", "inference s/batch ratio EPD/DDPM",
                                    [float(r["inference_s_per_batch_ratio_to_ddpm"])],
                                    p["inference_s_per_batch"][EPD] / p["inference_s_per_batch"]["ddpm"], tol_infer,
                                    **ctx)]
     if r["inference_peak_mem_gb"] is not None and not pd.isna(r["inference_peak_mem_gb"]):
-        out.append(claims.within_tolerance("EPD-14-mem", "EPD", "EPD inference memory equal to DDPM (9.16 GB)",
+        out.append(claims.within_tolerance("EPD-14-mem", "EPD", "EPD inference memory equal to DDPM "
+                                           f"({n['inference_memory_gb']['ddpm']} GB)",
                                            "inference peak memory ratio EPD/DDPM",
                                            [float(r["inference_peak_mem_gb_ratio_to_ddpm"])], 1.0, tol_mem, **ctx))
     for c in out:

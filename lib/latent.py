@@ -165,20 +165,25 @@ def latent_figure(z: torch.Tensor, n: int = 8):
 
 
 def latent_claims(per_seed: dict, fd_col: str, **context) -> list:
-    """Claims 11-12 (Table 2): latent FID ordering EPD vs DDPM and BNDM, tested on our single latent setting."""
-    from lib import claims
+    """Claims 11-12 (Table 2): latent FID ordering EPD vs DDPM and BNDM, tested on our single latent setting; the
+    paper's FIDs are ``epd_table2_latent_fid`` of lib/paper_data.yaml."""
+    from lib import claims, paper_data
     epd, ddpm, bndm = (per_seed[m][fd_col] for m in ("edge_preserving", "ddpm", "bndm"))
+    t2 = paper_data.table("epd_table2_latent_fid")
+    c, a = t2["celeba_256"], t2["afhq_cat_512"]
+    n = {row: {arm: paper_data.num(v) for arm, v in vals.items()} for row, vals in t2.items()}
+    nc, na = n["celeba_256"], n["afhq_cat_512"]
     return [
-        claims.compare("11a", "epd", "Latent space (CelebA 256²): EPD FID > DDPM (13.89 vs 7.87; Table 2)", fd_col,
-                       {"ddpm": ddpm}, {"edge_preserving": epd},
-                       paper_values={"CelebA EPD": 13.89, "CelebA DDPM": 7.87}, **context),
-        claims.compare("11b", "epd", "Latent space (CelebA 256²): EPD FID > BNDM (13.89 vs 10.93; Table 2)", fd_col,
-                       {"bndm": bndm}, {"edge_preserving": epd},
-                       paper_values={"CelebA EPD": 13.89, "CelebA BNDM": 10.93}, **context),
-        claims.compare("12a", "epd", "Latent space (AFHQ-Cat 512²): EPD FID < DDPM (18.91 vs 22.86; Table 2)",
-                       fd_col, {"edge_preserving": epd}, {"ddpm": ddpm},
-                       paper_values={"AFHQ-Cat EPD": 18.91, "AFHQ-Cat DDPM": 22.86}, **context),
-        claims.compare("12b", "epd", "Latent space (AFHQ-Cat 512²): EPD FID > BNDM (18.91 vs 13.62; Table 2)",
-                       fd_col, {"bndm": bndm}, {"edge_preserving": epd},
-                       paper_values={"AFHQ-Cat EPD": 18.91, "AFHQ-Cat BNDM": 13.62}, **context),
+        claims.compare("11a", "epd", f"Latent space (CelebA 256²): EPD FID > DDPM ({nc['edge_preserving']} vs "
+                       f"{nc['ddpm']}; Table 2)", fd_col, {"ddpm": ddpm}, {"edge_preserving": epd},
+                       paper_values={"CelebA EPD": c["edge_preserving"], "CelebA DDPM": c["ddpm"]}, **context),
+        claims.compare("11b", "epd", f"Latent space (CelebA 256²): EPD FID > BNDM ({nc['edge_preserving']} vs "
+                       f"{nc['bndm']}; Table 2)", fd_col, {"bndm": bndm}, {"edge_preserving": epd},
+                       paper_values={"CelebA EPD": c["edge_preserving"], "CelebA BNDM": c["bndm"]}, **context),
+        claims.compare("12a", "epd", f"Latent space (AFHQ-Cat 512²): EPD FID < DDPM ({na['edge_preserving']} vs "
+                       f"{na['ddpm']}; Table 2)", fd_col, {"edge_preserving": epd}, {"ddpm": ddpm},
+                       paper_values={"AFHQ-Cat EPD": a["edge_preserving"], "AFHQ-Cat DDPM": a["ddpm"]}, **context),
+        claims.compare("12b", "epd", f"Latent space (AFHQ-Cat 512²): EPD FID > BNDM ({na['edge_preserving']} vs "
+                       f"{na['bndm']}; Table 2)", fd_col, {"bndm": bndm}, {"edge_preserving": epd},
+                       paper_values={"AFHQ-Cat EPD": a["edge_preserving"], "AFHQ-Cat BNDM": a["bndm"]}, **context),
     ]

@@ -194,28 +194,36 @@ def model_quality(procs: Dict[str, object], models: Dict[tuple, object], x: torc
 def sdedit_claims(per_seed: Dict[str, Dict[str, list]], fd_col: str, clip: Dict[str, object], **context) -> list:
     """Ledger entries for claims 5-8 and 10 (and "5a-edge", EPD vs its isotropic control, when that arm ran).
     ``per_seed[method][metric]`` = list over seeds; ``context`` may carry ``quality={method: gate dict}``."""
-    from lib import claims
+    from lib import claims, paper_data
     epd, ddpm, bndm = per_seed["edge_preserving"], per_seed["ddpm"], per_seed["bndm"]
+    # the paper's numbers (lib/paper_data.yaml): Fig. 4 table FIDs, claim 6's gain range, Tables 4 and 6 (AFHQ-Cat)
+    fid = paper_data.table("epd_fig4_sdedit_fid")["afhq_cat"]
+    gain = paper_data.table("epd_fig4_sdedit_gain_pct")
+    pr = paper_data.table("epd_table4_sdedit_pr")
+    clip_paper = paper_data.table("epd_table6_clip")["afhq_cat"]
     out = [
         claims.compare("5a", "epd", "SDEdit stroke-to-image FID: EPD < DDPM (hijack 0.55T; Fig. 4 table)", fd_col,
                        {"edge_preserving": epd[fd_col]}, {"ddpm": ddpm[fd_col]},
-                       paper_values={"AFHQ-Cat EPD": 23.50, "AFHQ-Cat DDPM": 27.61}, **context),
+                       paper_values={"AFHQ-Cat EPD": fid["edge_preserving"], "AFHQ-Cat DDPM": fid["ddpm"]}, **context),
         claims.compare("5b", "epd", "SDEdit stroke-to-image FID: DDPM < BNDM (hijack 0.55T; Fig. 4 table)", fd_col,
                        {"ddpm": ddpm[fd_col]}, {"bndm": bndm[fd_col]},
-                       paper_values={"AFHQ-Cat DDPM": 27.61, "AFHQ-Cat BNDM": 51.05}, **context),
+                       paper_values={"AFHQ-Cat DDPM": fid["ddpm"], "AFHQ-Cat BNDM": fid["bndm"]}, **context),
     ]
     gains = [100.0 * (d - e) / d for d, e in zip(ddpm[fd_col], epd[fd_col])]
     out.append(claims.within_tolerance("6", "epd", "EPD's SDEdit FID gain over DDPM is about 15-23 %",
-                                       f"relative {fd_col} gain (%)", gains, 18.65, 3.95,
+                                       f"relative {fd_col} gain (%)", gains, gain["centre"], gain["half_width"],
                                        arms=["edge_preserving", "ddpm"], **context))
     out.append(claims.compare("7", "epd", "SDEdit precision: EPD >= DDPM (Table 4)", "precision",
                               {"ddpm": ddpm["precision"]}, {"edge_preserving": epd["precision"]},
-                              paper_values={"AFHQ-Cat EPD": 0.93, "AFHQ-Cat DDPM": 0.92}, **context))
+                              paper_values={"AFHQ-Cat EPD": pr["afhq_cat"]["edge_preserving"][0],
+                                            "AFHQ-Cat DDPM": pr["afhq_cat"]["ddpm"][0]}, **context))
     rec = claims.compare("8", "epd", "SDEdit recall: EPD > DDPM on AFHQ-Cat, < DDPM on CelebA and Church "
                          "(Table 4); tested here in the AFHQ-Cat direction", "recall",
                          {"ddpm": ddpm["recall"]}, {"edge_preserving": epd["recall"]},
-                         paper_values={"AFHQ-Cat EPD": 0.80, "AFHQ-Cat DDPM": 0.66, "CelebA EPD": 0.46,
-                                       "CelebA DDPM": 0.53}, **context)
+                         paper_values={"AFHQ-Cat EPD": pr["afhq_cat"]["edge_preserving"][1],
+                                       "AFHQ-Cat DDPM": pr["afhq_cat"]["ddpm"][1],
+                                       "CelebA EPD": pr["celeba"]["edge_preserving"][1],
+                                       "CelebA DDPM": pr["celeba"]["ddpm"][1]}, **context)
     out.append(rec)
     if "epd_isotropic" in per_seed:
         out.append(claims.compare("5a-edge", "epd", "the edge effect in SDEdit: EPD has lower stroke-to-image FD "
@@ -225,7 +233,8 @@ def sdedit_claims(per_seed: Dict[str, Dict[str, list]], fd_col: str, clip: Dict[
     if clip.get("status") == "ok":
         out.append(claims.compare("10", "epd", "SDEdit CLIP score: EPD > DDPM (Table 6)", "CLIP",
                                   {"ddpm": [float(clip["ddpm"])]}, {"edge_preserving": [float(clip["edge_preserving"])]},
-                                  paper_values={"AFHQ-Cat EPD": 88.97, "AFHQ-Cat DDPM": 88.78}, **context))
+                                  paper_values={"AFHQ-Cat EPD": clip_paper["edge_preserving"],
+                                                "AFHQ-Cat DDPM": clip_paper["ddpm"]}, **context))
     else:
         e = claims.qualitative("10", "epd", "SDEdit CLIP score: EPD > DDPM (Table 6)", figure="",
                                proxy=None, proxy_verdict=claims.INCONCLUSIVE, **context)
