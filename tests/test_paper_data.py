@@ -113,3 +113,37 @@ def test_no_second_copy_of_the_papers_numbers_in_lib():
             elif isinstance(node.value, str) and id(node) not in docs and pattern.search(node.value):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
     assert not found, "papers' numbers typed outside lib/paper_data.yaml:\n" + "\n".join(found)
+
+
+def _numbers(obj) -> set:
+    """Every number in a nested YAML value (and in its strings: claim texts and paper_number fields)."""
+    out = set()
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out |= _numbers(k) | _numbers(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            out |= _numbers(v)
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        out.add(round(float(obj), 4))
+    elif isinstance(obj, str):
+        out |= {round(float(m), 4) for m in re.findall(r"\d+\.\d+", obj)}
+    return out
+
+
+def test_numbers_typed_in_notebook_text_agree_with_the_data_file():
+    """The notebooks' introductions quote the papers' numbers for the reader; every two-decimal number quoted under
+    "Paper" there must be one of the data file's, so a typo or a second, drifting copy fails here."""
+    import json
+    known = _numbers(paper_data._load())
+    bad = []
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        text = "".join(cells[0]["source"]) if cells and cells[0]["cell_type"] == "markdown" else ""
+        for para in text.split("\n\n"):
+            if "paper" not in para.lower():
+                continue
+            for m in re.findall(r"(?<![\w.])\d+\.\d{2}(?![\d])", para):
+                if float(m) >= 0.1 and round(float(m), 4) not in known:   # below 0.1: tolerances (0.05)
+                    bad.append(f"{nb.name}: {m}")
+    assert not bad, f"paper numbers in notebook text that lib/paper_data.yaml does not hold: {bad}"
