@@ -198,7 +198,8 @@ def test_sampler_is_deterministic():
 
 @pytest.fixture(scope="module")
 def white_and_blue():
-    b, w = bn.blue_noise((2000, 3, 64, 64), torch.Generator().manual_seed(5))
+    # statistics only: the batched matmul (batch_independent=False) gives the same distribution 10x faster
+    b, w = bn.blue_noise((2000, 3, 64, 64), torch.Generator().manual_seed(5), batch_independent=False)
     return w, b
 
 

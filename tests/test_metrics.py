@@ -219,13 +219,23 @@ def test_mnistclf_trains_caches_and_is_deterministic(mnistclf, digits):
     assert again.heldout_accuracy == ext.heldout_accuracy and np.array_equal(again.features(x), f1)
 
 
-def test_classifier_extractor_loads_from_its_file_without_training_data(mnistclf, digits, tmp_path):
+@pytest.fixture(scope="module")
+def committed_mnistclf():
+    """The committed digit classifier (lib/metrics/weights): loaded, never trained, so the fast tier needs no
+    training run (the trained-here path has its own test, test_mnistclf_trains_caches_and_is_deterministic)."""
+    from lib.metrics import get_extractor
+    return get_extractor("mnistclf")
+
+
+def test_classifier_extractor_loads_from_its_file_without_training_data(committed_mnistclf, digits, tmp_path):
     """What a GPU run gets (scripts/gpu_pack.py): the trained file alone, elsewhere, gives the same features."""
-    ext, _ = mnistclf
-    moved = tmp_path / ext.path.name
+    import torch as _torch
+    ext = committed_mnistclf
+    run_hash = _torch.load(ext.path, map_location="cpu", weights_only=False)["meta"]["run_hash"]
+    moved = tmp_path / f"mnistclf_{run_hash}.pt"                # the name train_classifier_extractor gives it
     moved.write_bytes(ext.path.read_bytes())
     again = load_classifier_extractor(moved, verbose=False)
-    assert (again.name, again.cache_id, again.heldout_accuracy) == (ext.name, ext.cache_id, ext.heldout_accuracy)
+    assert (again.name, again.heldout_accuracy) == (ext.name, ext.heldout_accuracy)
     x = digits[0][:64]
     assert np.array_equal(again.features(x), ext.features(x))
     renamed = tmp_path / "mnistclf_000000000000.pt"
@@ -236,8 +246,8 @@ def test_classifier_extractor_loads_from_its_file_without_training_data(mnistclf
         load_classifier_extractor(tmp_path / "cifarclf_missing.pt")
 
 
-def test_mnistclf_fd_separates_real_from_noise(mnistclf, digits):
-    ext = mnistclf[0]
+def test_mnistclf_fd_separates_real_from_noise(committed_mnistclf, digits):
+    ext = committed_mnistclf
     images = digits[0]
     a, b = images[0::4], images[1::4]                      # two disjoint sets, 125 of each class each
     g = torch.Generator().manual_seed(0)
@@ -250,8 +260,8 @@ def test_mnistclf_fd_separates_real_from_noise(mnistclf, digits):
     assert fd_real < fd_blur < fd_noise
 
 
-def test_evaluate_samples_and_reference_cache(mnistclf, digits, tmp_path):
-    ext = mnistclf[0]
+def test_evaluate_samples_and_reference_cache(committed_mnistclf, digits, tmp_path):
+    ext = committed_mnistclf
     real, fake = digits[0][0:1000:2], digits[0][1:1000:2]
     row = evaluate_samples(fake, real, ext, ref_key="mnist first 1000 / even", cache_dir=tmp_path,
                            swd_kwargs=dict(patches_per_image=8, n_projections=64))
