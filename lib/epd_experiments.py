@@ -137,19 +137,21 @@ def lambda_arms(constants: Sequence[float] = LAMBDA_GRID) -> Dict[str, Arm]:
     return arms
 
 
-# Official-code quirks (spec §5): (quirk, code behaviour arm, paper-meaning arm, what differs).
+# Official-code quirks (spec §5): (quirk, code behaviour arm, the other reading's arm, what differs). The 'paper'
+# column is the paper's meaning where the paper states it, else the alternative the spec offers, marked
+# '(paper silent)' (docs/spec_references.md: Q4, Q5, Q9, Q12).
 def quirk_arms() -> List[dict]:
     d = epd_arm()
     return [
         dict(quirk="Q1 tau train/sample", code="train cosine, sample linear", paper="linear in both",
              code_arm=Arm(EPD, {"tau": "cosine"}, {"tau_sample": "linear"}), paper_arm=d, side="training"),
-        dict(quirk="Q4 edge-map normalisation", code="max over the batch", paper="max per image",
+        dict(quirk="Q4 edge-map normalisation", code="max over the batch", paper="max per image (paper silent)",
              code_arm=d, paper_arm=epd_arm(edge_norm="image"), side="training"),
-        dict(quirk="Q5 Sobel padding", code="zeros", paper="replicate",
+        dict(quirk="Q5 Sobel padding", code="zeros", paper="replicate (paper silent)",
              code_arm=d, paper_arm=epd_arm(edge_padding="replicate"), side="training"),
-        dict(quirk="Q9 final step", code="stop at t=1, noise added", paper="final denoise (return x0-hat)",
+        dict(quirk="Q9 final step", code="stop at t=1, noise added", paper="final denoise, return x0-hat (paper silent)",
              code_arm=d, paper_arm=Arm(EPD, {}, {"final_step": "denoise"}), side="sampling"),
-        dict(quirk="Q12 sampling weights", code="raw weights (no EMA)", paper="EMA weights",
+        dict(quirk="Q12 sampling weights", code="raw weights (no EMA)", paper="EMA weights (paper silent)",
              code_arm=Arm(EPD, weights="raw"), paper_arm=Arm(EPD, weights="ema"), side="sampling"),
         dict(quirk="Q18 posterior precision", code="float32 posterior", paper="float64 (exact)",
              code_arm=Arm(EPD, {}, {"posterior_dtype": "float32"}), paper_arm=d, side="sampling"),
