@@ -152,7 +152,7 @@ class Run:
 
     def save_figure(self, fig, name: str, show: bool = True) -> Path:
         """``<name>.png``; inside a notebook kernel (papermill, Jupyter) the saved PNG is also displayed inline,
-        so the report shows every figure the run wrote (``show=False`` leaves that to ``lib.report.show_figure``)."""
+        so the report shows every figure the run wrote (``show=False`` leaves that to ``lib.reports.report.show_figure``)."""
         p = self.path(f"{name}.png")
         io.savefig(fig, p)
         if in_notebook():

@@ -7,7 +7,7 @@
 Under torchrun every rank joins the process group (NCCL on CUDA, gloo on CPU), the profile's batch is the
 *global* batch (split evenly over the ranks), rank 0 writes the checkpoint, and ``--samples`` are generated
 split over the ranks and written by rank 0 as ``samples.pt`` (uint8 [N, C, H, W], image i from (seed, i));
-``--evaluate`` then scores them against as many training images (``lib.study.evaluate``: FD/FID, precision/recall,
+``--evaluate`` then scores them against as many training images (``lib.studies.study.evaluate``: FD/FID, precision/recall,
 SWD), with the feature extraction split over the ranks, and rank 0 writes ``metrics.json`` beside them.
 The checkpoint does not depend on the number of processes: a run may be resumed with a different one.
 Without ``--run-dir`` the checkpoint goes where the notebooks look for it (``cache/runs/models/<key>``), so a
@@ -26,7 +26,7 @@ from lib import distributed, io
 from lib.data import load_dataset
 from lib.profiles import PROFILES, get_profile
 from lib.processes import PROCESSES
-from lib.study import evaluate, extractor_for, prior_images, process_for_profile, random_subset, sample_model, train_model
+from lib.studies.study import evaluate, extractor_for, prior_images, process_for_profile, random_subset, sample_model, train_model
 
 
 def _value(text: str):

@@ -14,8 +14,9 @@ import time
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 import torch
 torch.set_num_threads(1)
-from lib import data, study, metrics, schedules
-from lib.frequency import budget_profile
+from lib import data, metrics, schedules
+from lib.studies import study
+from lib.studies.frequency import budget_profile
 from lib.train import train
 from lib.unet import UNet
 

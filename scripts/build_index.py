@@ -7,7 +7,7 @@ results/claims.md (every claim of both papers with our measurement and verdict) 
     python scripts/build_index.py --check                          # open every page in Chromium, check links
 
 ./run_all.sh calls it after the notebooks (also when some failed), passing its own arguments: options this
-script does not know (--profile, --only, ...) are ignored.  Everything is generated; see lib/ledger.py.
+script does not know (--profile, --only, ...) are ignored.  Everything is generated; see lib/reports/ledger.py.
 """
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ from urllib.parse import unquote
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lib import io, ledger  # noqa: E402
+from lib import io
+
+from lib.reports import ledger  # noqa: E402
 
 
 # The cards' order: the papers' sections (EPD: Figs. 1-2, Tables 1-6, Fig. 5, App. B, ablations, code quirks; then

@@ -14,7 +14,7 @@ The pack (``--out``, default ``cache/gpu_pack``) holds
   pot, pytorch-fid and whatever of their dependencies the image lacks), downloaded here from PyPI for its
   Python (``--python-version``, 3.12) and installed there with ``--no-index`` by ``scripts/gpu_run.py``;
 - ``extractors/``: the trained CIFAR-10 classifier (``FD_cifarclf``, the natural-image stand-in backbone of
-  ``lib.study.extractor_for``), so the GPU run reports the same Fréchet distance as the runs here;
+  ``lib.studies.study.extractor_for``), so the GPU run reports the same Fréchet distance as the runs here;
 - ``manifest.json``: the plan's steps (commands, result folders) that ``scripts/gpu_run.py`` executes.
 
 Budget: one device call carries at most 64 MiB *including the working tree* (tracked and untracked-not-ignored

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lib import ledger  # noqa: E402
+from lib.reports import ledger  # noqa: E402
 
 REPORTS = ("epd_table1_unconditional", "cold_restoration", "epd_ablation_transition_fn", "epd_sdedit_strokes",
            "cold_generation_blur")

@@ -2,7 +2,7 @@
 tolerance and timing claims, the quality gate ("not testable at this scale"), proxies and replicate caps."""
 import pytest
 
-from lib import claims
+from lib.reports import claims
 
 LO, HI = [1.0, 1.1, 0.9, 1.05], [2.0, 2.1, 1.9, 2.05]
 COLLAPSED = {"passed": False, "precision": 0.92, "recall": 0.0, "fd": 74.4, "floor": 3.1,
@@ -136,16 +136,16 @@ def test_qualitative():
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The ledger counts claims, each once, with a verdict combined from its rows (lib/ledger.py CLAIM_RULE).
+# The ledger counts claims, each once, with a verdict combined from its rows (lib/reports/ledger.py CLAIM_RULE).
 
 def _row(cid, verdict, gate="passed", setting="main"):
-    from lib import ledger
+    from lib.reports import ledger
     return ledger.LedgerRow(cid, cid.split("-")[0], "text", "—", "—", "FD", "mnist", "quick", verdict, "nb",
                             gate=gate, setting=setting)
 
 
 def test_claim_verdict_combines_decisive_rows():
-    from lib.ledger import NOT_MEASURED, claim_verdict
+    from lib.reports.ledger import NOT_MEASURED, claim_verdict
     R, N, I = claims.REPRODUCED, claims.NOT_REPRODUCED, claims.INCONCLUSIVE
     assert claim_verdict([_row("EPD-1", R), _row("EPD-1", R)])[0] == R
     assert claim_verdict([_row("EPD-1", N), _row("EPD-1", N)])[0] == N
@@ -169,7 +169,7 @@ def test_claim_verdict_combines_decisive_rows():
 def _result(tmp_path, nb, entries, figure="samples.png"):
     import numpy as np
     from PIL import Image
-    from lib import ledger
+    from lib.reports import ledger
     d = tmp_path / nb / "quick"
     d.mkdir(parents=True)
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(d / figure)
@@ -179,7 +179,7 @@ def _result(tmp_path, nb, entries, figure="samples.png"):
 
 
 def test_ledger_counts_claims_once_holm_corrects_a_claims_rows_and_links_figures(tmp_path):
-    from lib import ledger
+    from lib.reports import ledger
     kw = dict(paired=True, min_effect_rel=0.0)
     q = {"x": GOOD, "y": GOOD, "z": GOOD}
     e1 = claims.compare("EPD-18-1", "EPD", "x<y", "FD", {"x": [0, 0, 0, 0]}, {"y": [0.5, 0.1, 0.9, 0.2]},

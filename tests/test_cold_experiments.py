@@ -1,11 +1,11 @@
-"""Fast checks of lib/cold_experiments.py (the Cold Diffusion study notebooks' logic)."""
+"""Fast checks of lib/studies/cold_experiments.py (the Cold Diffusion study notebooks' logic)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from lib import cold_experiments as ce
+from lib.studies import cold_experiments as ce
 from lib.profiles import get_profile
 
 QUICK, SMOKE = get_profile("quick"), get_profile("smoke")
@@ -197,7 +197,7 @@ def test_nearest_neighbour_ratio_detects_copies():
 
 @pytest.mark.parametrize("kind", ["blur", "sr"])
 def test_fitted_prior_is_saved_with_the_checkpoint_and_a_reloaded_model_samples_the_same(kind, tmp_path):
-    from lib import study
+    from lib.studies import study
     from lib.train import build_from_checkpoint
     x = digits(16)
     proc = ce.fit_generation_prior(ce.generation_process(kind, "mnist", SMOKE), x)

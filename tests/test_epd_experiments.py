@@ -1,4 +1,4 @@
-"""Fast checks of lib/epd_experiments.py: arms, shared default model, tables, claims and the x̂0 proxies."""
+"""Fast checks of lib/studies/epd_experiments.py: arms, shared default model, tables, claims and the x̂0 proxies."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import epd_experiments as E
+from lib.studies import epd_experiments as E
 from lib.profiles import get_profile
 
 
@@ -171,7 +171,8 @@ def test_chain_budget_applies_to_every_family(tmp_path, monkeypatch):
 
 
 def test_extractor_for_natural_images_uses_cifar_classifier_only_when_cifar_is_there(tmp_path, monkeypatch):
-    from lib import metrics, study
+    from lib import metrics
+    from lib.studies import study
     monkeypatch.setattr(metrics, "inception_available", lambda: False)
     calls = []
     monkeypatch.setattr(metrics, "get_extractor", lambda name, **kw: calls.append((name, kw)) or name)
@@ -191,7 +192,7 @@ def test_extractor_for_natural_images_uses_cifar_classifier_only_when_cifar_is_t
 
 
 def test_gpu_profiles_compile_on_cuda_only_and_quick_models_keep_their_config():
-    from lib import study
+    from lib.studies import study
     from lib.profiles import get_profile
     from lib.train import _use_compile
     assert study.train_config("ddpm", get_profile("quick"), 0).compile == "off"

@@ -1,4 +1,4 @@
-"""lib/frequency.py: band datasets, budget helpers, checkpointed runs that resume exactly, heatmap tables."""
+"""lib/studies/frequency.py: band datasets, budget helpers, checkpointed runs that resume exactly, heatmap tables."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import frequency
+from lib.studies import frequency
 from lib.profiles import get_profile
 
 
@@ -55,7 +55,7 @@ def test_checkpoint_steps():
 
 
 def test_checkpointed_run_matches_uninterrupted_training_and_reuses_evals(tmp_path):
-    from lib import study
+    from lib.studies import study
     prof = get_profile("smoke", train_steps=4)
     proc = study.process_for_profile("ddpm", prof)
     imgs = torch.randint(0, 256, (8, 1, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)

@@ -1,9 +1,9 @@
-"""lib/latent.py: the small autoencoder, its cached training, and the latent wrapper."""
+"""lib/studies/latent.py: the small autoencoder, its cached training, and the latent wrapper."""
 from __future__ import annotations
 
 import torch
 
-from lib import latent
+from lib.studies import latent
 from tests.conftest import smooth_images
 
 
@@ -30,7 +30,7 @@ def test_train_reduces_loss_and_caches(tmp_path):
 
 
 def test_latent_diffusion_roundtrip_smoke():
-    from lib import study
+    from lib.studies import study
     from lib.profiles import get_profile
     prof = get_profile("smoke", train_steps=2)
     x = smooth_images(8, 1, 16)

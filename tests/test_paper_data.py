@@ -1,4 +1,4 @@
-"""lib/paper_data.yaml is the one place for both papers' numbers and claims (issue 15): it loads, its claims are
+"""lib/reports/paper_data.yaml is the one place for both papers' numbers and claims (issue 15): it loads, its claims are
 well formed, a few cells match the papers, the modules' constants are read from it, and no module under lib/ types
 a second copy of the papers' numbers."""
 from __future__ import annotations
@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from lib import paper_data
+from lib.reports import paper_data
 
 ROOT = Path(__file__).resolve().parents[1]
 EPD = "edge_preserving"
 
 
 def test_yaml_loads_and_claims_are_well_formed():
-    assert paper_data.PATH == ROOT / "lib" / "paper_data.yaml" and paper_data.PATH.is_file()
+    assert paper_data.PATH == ROOT / "lib" / "reports" / "paper_data.yaml" and paper_data.PATH.is_file()
     claims = paper_data.claims()
     ids = [c["id"] for c in claims]
     assert len(ids) == len(set(ids)), "duplicate claim ids"
@@ -40,10 +40,10 @@ def test_missing_key_is_a_clear_error_and_tables_are_copies():
 
 
 def test_spot_values_against_the_papers():
-    from lib import cold_experiments as ce
-    from lib import cold_generation as cg
-    from lib import epd_experiments as E
-    from lib import epd_figures as F
+    from lib.studies import cold_experiments as ce
+    from lib.studies import cold_generation as cg
+    from lib.studies import epd_experiments as E
+    from lib.reports import epd_figures as F
     assert E.EPD == EPD
     assert E.TABLE1_FID["afhq_cat"][EPD] == 13.06 and E.TABLE1_FID["afhq_cat"]["ddpm"] == 17.60
     assert E.TABLE1_FID["celeba"] == {"ihdm": 89.67, "ddpm": 28.17, "bndm": 26.35, EPD: 26.15}
@@ -64,7 +64,7 @@ def test_spot_values_against_the_papers():
 
 
 def test_ledger_claims_come_from_the_data_file():
-    from lib.paper_claims import CLAIMS, CLAIMS_BY_ID
+    from lib.reports.paper_claims import CLAIMS, CLAIMS_BY_ID
     assert [c.id for c in CLAIMS] == [c["id"] for c in paper_data.claims()]
     assert CLAIMS_BY_ID["EPD-1"].paper_number.endswith("13.06 vs 17.60 (AFHQ-Cat)")
     assert CLAIMS_BY_ID["COLD-1"].paper == "COLD" and CLAIMS_BY_ID["EPD-22"].notebook.startswith("tests/")
@@ -79,7 +79,7 @@ def test_every_claims_notebook_exists():
             assert (ROOT / "notebooks" / f"{nb}.ipynb").is_file(), (c["id"], nb)
 
 
-# Distinctive numbers of the papers' tables: none may be typed into lib/ again outside lib/paper_data.yaml, neither
+# Distinctive numbers of the papers' tables: none may be typed into lib/ again outside lib/reports/paper_data.yaml, neither
 # as a number nor inside a (non-docstring) string such as a claim's text.
 NUMBERS = ("13.06", "26.15", "23.17", "17.60", "28.17", "89.67", "119.34", "53.86", "301.5", "277.5", "13.89",
            "18.91", "22.86", "10.93", "13.62", "39.31", "35.71", "86.41", "23.50", "27.61", "51.05", "88.97",
@@ -112,7 +112,7 @@ def test_no_second_copy_of_the_papers_numbers_in_lib():
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
             elif isinstance(node.value, str) and id(node) not in docs and pattern.search(node.value):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
-    assert not found, "papers' numbers typed outside lib/paper_data.yaml:\n" + "\n".join(found)
+    assert not found, "papers' numbers typed outside lib/reports/paper_data.yaml:\n" + "\n".join(found)
 
 
 def _numbers(obj) -> set:
@@ -146,4 +146,4 @@ def test_numbers_typed_in_notebook_text_agree_with_the_data_file():
             for m in re.findall(r"(?<![\w.])\d+\.\d{2}(?![\d])", para):
                 if float(m) >= 0.1 and round(float(m), 4) not in known:   # below 0.1: tolerances (0.05)
                     bad.append(f"{nb.name}: {m}")
-    assert not bad, f"paper numbers in notebook text that lib/paper_data.yaml does not hold: {bad}"
+    assert not bad, f"paper numbers in notebook text that lib/reports/paper_data.yaml does not hold: {bad}"

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from lib import frequency, rng as rng_lib, sdedit, study
+from lib.studies import frequency, sdedit, study
+
+from lib import rng as rng_lib
 from lib.processes import PROCESSES, make_process, process_from_dict, register
 from lib.processes.base import DiffusionProcess, StepOutput, as_time_tensor, mean_per_sample
 from lib.profiles import get_profile

@@ -1,4 +1,4 @@
-"""lib/quality.py: the quality gate, the real-vs-real floor, KID and the learning curve (issue 17)."""
+"""lib/metrics/quality.py: the quality gate, the real-vs-real floor, KID and the learning curve (issue 17)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib import quality
+from lib.metrics import quality
 from lib.data import load_dataset
 from lib.profiles import get_profile
 from lib.sampling import generate
-from lib.study import process_for_profile, train_model
+from lib.studies.study import process_for_profile, train_model
 
 
 class PooledPixels:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lib import ledger
+from lib.reports import ledger
 from lib.experiment import ParameterError, validate_parameters
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib import claims as lc
-from lib import ledger
+from lib.reports import claims as lc
+from lib.reports import ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("build_index", ROOT / "scripts" / "build_index.py")
@@ -333,7 +333,7 @@ def test_runner_report_shows_figures_inline_without_stderr_or_paths(tmp_path):
 
 def test_report_helpers_put_the_paper_beside_ours():
     import pandas as pd
-    from lib import report
+    from lib.reports import report
     df = pd.DataFrame({"arm": ["ddpm"] * 3 + ["edge_preserving"] * 3, "seed": [0, 1, 2] * 2,
                        "FD_x": [10.0, 12.0, 14.0, 5.0, 5.0, 5.0], "precision": [0.5] * 6})
     t = report.summary_table(df, ["FD_x", "precision"], paper={"FD_x": {"ddpm": 17.6, "edge_preserving": 13.06}})

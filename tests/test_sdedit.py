@@ -1,11 +1,11 @@
-"""lib/sdedit.py: k-means stroke paintings, hijack indices, SDEdit runner, reconstruction metrics, CLIP path."""
+"""lib/studies/sdedit.py: k-means stroke paintings, hijack indices, SDEdit runner, reconstruction metrics, CLIP path."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from lib import sdedit
+from lib.studies import sdedit
 from lib.processes import make_process
 from tests.conftest import TinyNet, smooth_images
 
@@ -112,7 +112,7 @@ def test_sdedit_claims_entries():
 
 def test_sdedit_control_arm_and_claim():
     from lib.profiles import get_profile
-    from lib.study import process_for_profile
+    from lib.studies.study import process_for_profile
     prof = get_profile("smoke")
     procs = sdedit.with_control({m: process_for_profile(m, prof) for m in ("ddpm", "edge_preserving", "bndm")})
     assert list(procs)[-1] == "epd_isotropic" and procs["epd_isotropic"].config.tau == "one"
@@ -126,7 +126,7 @@ def test_sdedit_control_arm_and_claim():
 
 def test_model_quality_gates_the_sdedit_models(tmp_path, monkeypatch):
     import numpy as np
-    from lib import study
+    from lib.studies import study
     from lib.data import load_dataset
     from lib.profiles import get_profile
 
@@ -137,7 +137,7 @@ def test_model_quality_gates_the_sdedit_models(tmp_path, monkeypatch):
             x = images.float() / 127.5 - 1 if images.dtype == torch.uint8 else images.float()
             return torch.nn.functional.avg_pool2d(x, 4).flatten(1).numpy().astype(np.float64)
 
-    from lib import quality
+    from lib.metrics import quality
     monkeypatch.setattr(study, "extractor_for", lambda dataset, data_root=None: Pooled())
     monkeypatch.setattr(quality, "reference", lambda ext, real, key=None: ext.features(real))   # no stats cache
     prof = get_profile("smoke")

@@ -239,7 +239,7 @@ def test_precision_is_resolved_recorded_and_checked(tmp_path, monkeypatch):
 
 
 def test_model_key_names_the_precision():
-    from lib import study
+    from lib.studies import study
     from lib.profiles import get_profile
     proc, images = make_process("ddpm", T=10), data_u8(4)
     net_cfg = UNetConfig.tiny(in_channels=3).to_dict()

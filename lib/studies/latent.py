@@ -166,8 +166,8 @@ def latent_figure(z: torch.Tensor, n: int = 8):
 
 def latent_claims(per_seed: dict, fd_col: str, **context) -> list:
     """Claims 11-12 (Table 2): latent FID ordering EPD vs DDPM and BNDM, tested on our single latent setting; the
-    paper's FIDs are ``epd_table2_latent_fid`` of lib/paper_data.yaml."""
-    from lib import claims, paper_data
+    paper's FIDs are ``epd_table2_latent_fid`` of lib/reports/paper_data.yaml."""
+    from lib.reports import claims, paper_data
     epd, ddpm, bndm = (per_seed[m][fd_col] for m in ("edge_preserving", "ddpm", "bndm"))
     t2 = paper_data.table("epd_table2_latent_fid")
     c, a = t2["celeba_256"], t2["afhq_cat_512"]

@@ -9,7 +9,7 @@ A comparison means something only when its arms have learned the data.  For ever
 * precision and recall (k = 3) of the final samples;
 
 and ``gate`` turns them into the dict every study notebook writes per arm under ``"quality"`` and that
-``lib.claims.compare(..., quality={arm: gate_dict})`` reads (a claim with a failed arm is "not testable at
+``lib.reports.claims.compare(..., quality={arm: gate_dict})`` reads (a claim with a failed arm is "not testable at
 this scale").  The thresholds live only in ``GATE``.
 
     curve = [[step, fd], ...]                                       # per seed, >= 4 points

@@ -1,6 +1,6 @@
 """Cold Diffusion, ``cold_algorithm1_vs_2``: Algorithm 1 vs Algorithm 2 under oracle restoration operators
 (exact, white or smooth per-step errors, the spec's toy D = x + s·e; cold_spec §2, claims C1-C3) and with the
-trained blur model.  Reached as ``lib.cold_experiments.<name>`` (that module forwards unknown names here).
+trained blur model.  Reached as ``lib.studies.cold_experiments.<name>`` (that module forwards unknown names here).
 """
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from lib import claims as claims_lib
+from lib.reports import claims as claims_lib
 from lib import rng as rng_lib
-from lib.cold_experiments import PAPER, _compare, float_net, variant
+from lib.studies.cold_experiments import PAPER, _compare, float_net, variant
 from lib.degradations import Degradation
 
 # ----------------------------------------------------------------------------------------------------------

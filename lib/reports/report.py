@@ -3,7 +3,7 @@ the claims with verdict badges, per-seed figures.  The notebooks call these; the
 kernel (papermill run → report.html) and return None (a cell ending with one shows it once); the pure functions
 they use (``run_config``, ``summary_table``, ``table_html``, ``claims_frame``) can be tested anywhere.
 
-    from lib import report as R
+    from lib.reports import report as R
     R.show_run_config(prof, dataset="mnist", resolution=16, seeds=[0, 1, 2], in_channels=1)
     R.show_table(df, metrics=["FD_mnistclf", "precision"], paper={"FD_mnistclf": {"ddpm": 17.6, "edge_preserving": 13.06}},
                  paper_label="AFHQ-Cat 128², Inception FID")
@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from lib.claims import t_half_width
+from lib.reports.claims import t_half_width
 from lib.experiment import in_notebook, show_png
 
 LEDGER = "../../index.html#claims"   # from results/<nb>/<folder>/report.html to the ledger of the index
@@ -164,7 +164,7 @@ def show_run_config(prof, **kwargs):
 
 
 def show_setup(s, **extra):
-    """``show_run_config`` for the namespace of ``lib.epd_experiments.setup``."""
+    """``show_run_config`` for the namespace of ``lib.studies.epd_experiments.setup``."""
     info = s.ds.info() if hasattr(s.ds, "info") else {}
     x = getattr(s, "x", None)
     if getattr(s, "weights", None):

@@ -73,7 +73,7 @@ def train_model(process: DiffusionProcess, data, profile: Profile, seed: int, ru
     Models are shared between notebooks: unless ``run_dir`` is given, the checkpoint lives in
     ``<RUNS_DIR>/models/<model_key>``, so the same (process, net, training, data, code) is trained once and every
     notebook that needs it (Table 1, the ablations' default arm, ...) reuses or resumes it.
-    ``snapshots`` EMA snapshots are kept beside it at k/snapshots of the steps (``lib.quality``'s learning
+    ``snapshots`` EMA snapshots are kept beside it at k/snapshots of the steps (``lib.metrics.quality``'s learning
     curve; ``result.snapshots``); 0 keeps none.
     """
     from lib.experiment import RUNS_DIR
@@ -87,7 +87,7 @@ def train_model(process: DiffusionProcess, data, profile: Profile, seed: int, ru
     cfg = dataclasses.replace(cfg, precision=used_precision_of(cfg, device))
     if run_dir is None:
         run_dir = RUNS_DIR / "models" / model_key(process, net.config.to_dict(), cfg, images)
-    from lib.quality import snapshot_steps
+    from lib.metrics.quality import snapshot_steps
     snaps = snapshot_steps(cfg.steps, snapshots) if snapshots else ()
     result = train(process, net, data, cfg, run_dir=run_dir, device=device, progress=progress, snapshot_steps=snaps)
     save_prior(process, result.checkpoint)
@@ -143,14 +143,6 @@ def forward_states(process: DiffusionProcess, x0: torch.Tensor, fractions: Seque
         x_t = process.q_sample(x0, t, generator=torch.Generator().manual_seed(seed))
         out.append(process.to_image(x_t)[0])
     return out
-
-
-def registered_families() -> Dict[str, str]:
-    """One representative registered process per family, for side-by-side figures."""
-    reps = {}
-    for name in sorted(PROCESSES):
-        reps.setdefault(PROCESSES[name].family or name, name)
-    return reps
 
 
 NATURAL_IMAGE_SETS = ("afhq_cat", "celeba", "lsun_church")

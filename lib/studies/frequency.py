@@ -30,7 +30,7 @@ from lib import io
 from lib.profiles import Profile, get_profile
 
 PAPER_T = 500                       # epd_spec §0: T = 500 (750 only for AFHQ-Cat 128²).
-EPD, ISO = "edge_preserving", "epd_isotropic"   # ISO: EPD with τ ≡ 1, the control arm (lib.epd_experiments)
+EPD, ISO = "edge_preserving", "epd_isotropic"   # ISO: EPD with τ ≡ 1, the control arm (lib.studies.epd_experiments)
 LOW_TO_MID = (1, 2, 3)              # Band indices (fine -> coarse, 0..4) called "low-to-mid" for claim 15.
 
 
@@ -67,7 +67,7 @@ def budget_overrides(name: str, profile: Profile, resolution: int, match_prior: 
 
 def make_budget_process(name: str, profile: Profile, resolution: int, match_prior: bool = True, **overrides):
     """``study.process_for_profile`` plus ``budget_overrides`` (explicit overrides win)."""
-    from lib import study
+    from lib.studies import study
     return study.process_for_profile(name, profile, **{**budget_overrides(name, profile, resolution, match_prior),
                                                       **overrides})
 
@@ -104,7 +104,7 @@ def checkpointed_run(process, images: torch.Tensor, profile: Profile, seed: int,
     The model is the one ``study.train_model`` would train (same key), so the final checkpoint is shared. The
     per-checkpoint rows are saved in ``run_dir/checkpoint_evals.json`` and reused on a re-run.
     Returns (rows, run_dir)."""
-    from lib import study
+    from lib.studies import study
     from lib.experiment import RUNS_DIR
     from lib.train import train
     from lib.unet import UNet
@@ -131,7 +131,8 @@ def checkpointed_run(process, images: torch.Tensor, profile: Profile, seed: int,
 def band_metrics(fake: torch.Tensor, real: torch.Tensor, dataset: str, data_root=None) -> dict:
     """FD (project extractor), KID on the same features, P/R + per-level SWD of one checkpoint's samples against
     the same band's data."""
-    from lib import quality, study
+    from lib.metrics import quality
+    from lib.studies import study
     row = study.evaluate(fake, real, dataset, data_root)
     out = {k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     for i, v in enumerate(row["SWD_per_level"]):
@@ -149,7 +150,8 @@ def _ref_key(dataset: str, real: torch.Tensor) -> str:
 def band_floor(imgs_u8: torch.Tensor, real: torch.Tensor, dataset: str, data_root=None) -> dict:
     """The real-vs-real floor of one band: held-out band images (the next n of the reference's permutation)
     against the band's reference, same n and extractor ({} without an extractor)."""
-    from lib import quality, study
+    from lib.metrics import quality
+    from lib.studies import study
     ext = study.extractor_for(dataset, data_root)
     if ext is None:
         return {}
@@ -177,7 +179,7 @@ def run_bands(processes: Dict[str, object], bands: Dict[float, torch.Tensor], pr
     {(method, sigma): final-checkpoint samples of the first seed}). Samples at a checkpoint are seed-addressed
     by the training seed; the reference of each band is a fixed random subset of ``n_eval`` band images."""
     import pandas as pd
-    from lib import study
+    from lib.studies import study
     rows, finals = [], {}
     processes = with_control(processes) if control else processes
     for b, (sigma, imgs) in enumerate(bands.items()):
@@ -241,7 +243,7 @@ def curves_figure(df, column: str, methods: Sequence[str] = ("ddpm", EPD, ISO)):
     """The 2-D plot: ``column`` vs training step, one panel per band, one line per method (mean over seeds), with
     the band's real-vs-real floor (dashed) and the quality gate of the last checkpoint in the legend."""
     import matplotlib.pyplot as plt
-    from lib.quality import GATE
+    from lib.metrics.quality import GATE
     methods = [m for m in methods if m in set(df["method"])]
     gates = band_quality(df, column) if "precision" in df.columns else {}
     sigmas = sorted(df["sigma"].unique())
@@ -269,9 +271,9 @@ def band_arm(method: str, sigma: float) -> str:
 
 
 def band_quality(df, column: str) -> Dict[str, dict]:
-    """{"<method> σ=<s>": gate dict} (``lib.quality.gate``) of every (method, band): P/R/FD of the last
+    """{"<method> σ=<s>": gate dict} (``lib.metrics.quality.gate``) of every (method, band): P/R/FD of the last
     checkpoint per seed, the per-seed FD curves over the checkpoints and the band's floor."""
-    from lib import quality
+    from lib.metrics import quality
     out = {}
     for (m, s), sub in df.groupby(["method", "sigma"], sort=False):
         last = sub[sub["step"] == sub["step"].max()]
@@ -349,7 +351,7 @@ def spectrum_table(real: torch.Tensor, fakes: Dict[str, torch.Tensor]):
 def claim15(df, column: str, seeds: Sequence[int], bands: Sequence[int] = LOW_TO_MID, **context) -> dict:
     """Claim 15 ledger entry: per seed, the mean ``column`` over the low-to-mid bands and all checkpoints, EPD vs
     DDPM (EPD claimed lower); the per-band mean differences go into the entry."""
-    from lib import claims
+    from lib.reports import claims
     sigmas = sorted(df["sigma"].unique())
     chosen = [sigmas[i] for i in bands if i < len(sigmas)]
     sub = df[df["sigma"].isin(chosen)]
@@ -370,7 +372,7 @@ def claim15(df, column: str, seeds: Sequence[int], bands: Sequence[int] = LOW_TO
 def claim15_control(df, column: str, seeds: Sequence[int], bands: Sequence[int] = LOW_TO_MID, **context) -> dict:
     """Claim 15 split by the isotropic control: EPD vs ``epd_isotropic`` (τ ≡ 1, same target, loss and sampler)
     on the same bands and checkpoints — whether EPD's early advantage is an edge effect (None without the arm)."""
-    from lib import claims
+    from lib.reports import claims
     if ISO not in set(df["method"]):
         return None
     sigmas = sorted(df["sigma"].unique())

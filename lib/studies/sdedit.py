@@ -166,16 +166,17 @@ def clip_column(weights: Optional[str], out: Dict[str, torch.Tensor], originals:
 
 def with_control(processes: Dict[str, object]) -> Dict[str, object]:
     """``processes`` plus ``epd_isotropic`` (EPD with τ ≡ 1, the control arm) when EPD is among them."""
-    from lib.frequency import with_control as _with_control
+    from lib.studies.frequency import with_control as _with_control
     return _with_control(processes)
 
 
 def model_quality(procs: Dict[str, object], models: Dict[tuple, object], x: torch.Tensor, profile, seeds,
                   dataset: str, data_root=None, device="cpu"):
-    """({method: gate dict}, curves, floor): the quality gate of the models SDEdit starts from (``lib.quality``):
+    """({method: gate dict}, curves, floor): the quality gate of the models SDEdit starts from (``lib.metrics.quality``):
     unconditional samples (n = profile.n_eval) of each EMA snapshot against a seeded reference of ``x`` (float
     images), floor = the next n images.  ``models[(method, seed)]`` are ``study.train_model`` results."""
-    from lib import quality, study
+    from lib.metrics import quality
+    from lib.studies import study
     from lib.train import load_snapshot
     ext = study.extractor_for(dataset, data_root)
     if ext is None:
@@ -194,9 +195,9 @@ def model_quality(procs: Dict[str, object], models: Dict[tuple, object], x: torc
 def sdedit_claims(per_seed: Dict[str, Dict[str, list]], fd_col: str, clip: Dict[str, object], **context) -> list:
     """Ledger entries for claims 5-8 and 10 (and "5a-edge", EPD vs its isotropic control, when that arm ran).
     ``per_seed[method][metric]`` = list over seeds; ``context`` may carry ``quality={method: gate dict}``."""
-    from lib import claims, paper_data
+    from lib.reports import claims, paper_data
     epd, ddpm, bndm = per_seed["edge_preserving"], per_seed["ddpm"], per_seed["bndm"]
-    # the paper's numbers (lib/paper_data.yaml): Fig. 4 table FIDs, claim 6's gain range, Tables 4 and 6 (AFHQ-Cat)
+    # the paper's numbers (lib/reports/paper_data.yaml): Fig. 4 table FIDs, claim 6's gain range, Tables 4 and 6 (AFHQ-Cat)
     fid = paper_data.table("epd_fig4_sdedit_fid")["afhq_cat"]
     gain = paper_data.table("epd_fig4_sdedit_gain_pct")
     pr = paper_data.table("epd_table4_sdedit_pr")
@@ -258,7 +259,7 @@ def evaluate_outputs(outputs: Dict[tuple, torch.Tensor], originals: torch.Tensor
     scores): an ``outputs`` entry named "guide unchanged" (or "guide (no model)"), else added from ``guides``; the column
     ``worse than guide unchanged`` marks each method row whose FD column is above the baseline's."""
     import pandas as pd
-    from lib import study
+    from lib.studies import study
     outputs = dict(outputs)
     if guides is not None and not any(m in _GUIDE_LABELS for m, _ in outputs):
         outputs[(GUIDE_UNCHANGED, next(iter(outputs))[1] if outputs else 0)] = guides
@@ -283,6 +284,6 @@ def per_seed_values(df, metrics) -> Dict[str, Dict[str, list]]:
 
 def outputs_figure(originals: torch.Tensor, guides: torch.Tensor, outputs: Dict[str, torch.Tensor], n: int = 8):
     """Rows: original, stroke guide, then each method's SDEdit output (same n images)."""
-    from lib import plots
+    from lib.reports import plots
     rows = {"original": list(originals[:n]), "guide": list(guides[:n]), **{m: list(x[:n]) for m, x in outputs.items()}}
     return plots.strip_figure(rows, [f"#{i}" for i in range(n)], title="SDEdit from k-means stroke paintings")

@@ -15,7 +15,7 @@ of the SR model) never enter the *training* config: a model is trained once with
 So the blur restoration model of ``cold_restoration`` is the one ``cold_algorithm1_vs_2`` measures.
 
 Layout.  This module: processes, forward sequences, restoration (arms, metrics, tables, learning curves,
-claims); ``lib/cold_oracles.py``: Algorithm 1 vs 2 under oracle errors; ``lib/cold_generation.py``: the
+claims); ``lib/studies/cold_oracles.py``: Algorithm 1 vs 2 under oracle errors; ``lib/studies/cold_generation.py``: the
 generation notebooks.  Names of the two parts are reachable here too (``ce.stability_claims``).
 
 Restoration flow (cold_restoration):
@@ -55,8 +55,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from lib import claims as claims_lib
-from lib import paper_data
+from lib.reports import claims as claims_lib
+from lib.reports import paper_data
 from lib import rng as rng_lib
 from lib.processes import PROCESSES, make_process
 from lib.profiles import Profile, get_profile
@@ -208,7 +208,8 @@ def restoration_metrics(outputs: Dict[str, torch.Tensor], x0: torch.Tensor, data
 
     FD uses ``study.extractor_for`` (Inception if present, else the project classifier); without an extractor
     the column is the Laplacian-pyramid SWD.  Features are computed once per arm and reused for the subsets."""
-    from lib import metrics, study
+    from lib import metrics
+    from lib.studies import study
     ext = study.extractor_for(dataset, data_root)
     subs = subsets(len(x0), n_sub)
     if ext is not None:
@@ -235,7 +236,7 @@ ARM_LABELS = {"degraded": "Degraded", "direct": "Direct", "alg1": "Algorithm 1",
               "alg1_clamped": "Algorithm 1 (x̂0 clamped)", "alg2": "Sampled",
               "alg2_last_x0": "R(x_1,1) of Sampled (code, Q5)"}
 
-# The paper's numbers are data: lib/paper_data.yaml ("cold_restoration", "cold_table_names"; cold_spec §6.2,
+# The paper's numbers are data: lib/reports/paper_data.yaml ("cold_restoration", "cold_table_names"; cold_spec §6.2,
 # [3rd-party card], arXiv v1; Inception FID at paper scale, so not comparable in value with our FD columns; "nf"
 # cells are absent).  Keys: (degradation, dataset) -> {"<paper column group> <metric>": value}, the paper's own
 # row/column names.
@@ -286,7 +287,7 @@ def qualitative_panels(outputs: Dict[str, torch.Tensor], x0: torch.Tensor, n: in
 
 def train_restorers(procs: dict, train_ds, profile: Profile, seeds: Sequence[int], device="cpu") -> Dict[str, dict]:
     """{kind: {seed: TrainResult}}: one restoration network per (degradation, training seed), cached by content."""
-    from lib import study
+    from lib.studies import study
     return {k: {s: study.train_model(p, train_ds, profile, s, device=device, progress=False) for s in seeds}
             for k, p in procs.items()}
 
@@ -353,8 +354,8 @@ def curves_figure(curves: Dict[str, list]):
 
 
 def curve_flat(curves: Sequence[Sequence[Sequence[float]]]) -> dict:
-    """``lib.quality.flattened`` on the RMSE column of per-seed learning curves ([step, RMSE, SSIM] rows)."""
-    from lib import quality
+    """``lib.metrics.quality.flattened`` on the RMSE column of per-seed learning curves ([step, RMSE, SSIM] rows)."""
+    from lib.metrics import quality
     fl = quality.flattened([[[c[0], c[1]] for c in curve] for curve in curves])
     if fl.get("reason"):
         fl["reason"] = fl["reason"].replace("final FD", "final RMSE").replace("FD still", "direct-x̂0 RMSE still")
@@ -504,10 +505,10 @@ def degradation_table(procs: dict, seqs: dict, x0: torch.Tensor):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# The Algorithm 1 vs 2 and generation parts live in lib/cold_oracles.py and lib/cold_generation.py; the notebooks
+# The Algorithm 1 vs 2 and generation parts live in lib/studies/cold_oracles.py and lib/studies/cold_generation.py; the notebooks
 # reach them through this module (``ce.stability_claims``, ``ce.fd_per_seed``, ...), resolved on first use.
 
-_PARTS = ("lib.cold_oracles", "lib.cold_generation")
+_PARTS = ("lib.studies.cold_oracles", "lib.studies.cold_generation")
 
 
 def __getattr__(name: str):

@@ -1,5 +1,5 @@
 """The forward-process, x̂0-trajectory (Fig. 1, Fig. 2, claim 16) and cost (Table 3) parts of the EPD study,
-split from ``lib.epd_experiments`` (which re-exports every name here, so notebooks keep calling ``E.<name>``).
+split from ``lib.studies.epd_experiments`` (which re-exports every name here, so notebooks keep calling ``E.<name>``).
 
 Spec: ../shared/reference/epd_spec.md.
 """
@@ -15,17 +15,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lib import claims, metrics, paper_data, study
+from lib.reports import claims, paper_data
+
+from lib import metrics
+
+from lib.studies import study
 from lib import rng as rng_lib
 from lib.sampling import sample as run_sampler
 
 EPD = "edge_preserving"
-# Table 3 (2× Quadro RTX 8000, 128², batch 64): {row: {arm: value}}, from lib/paper_data.yaml.
+# Table 3 (2× Quadro RTX 8000, 128², batch 64): {row: {arm: value}}, from lib/reports/paper_data.yaml.
 TABLE3 = paper_data.table("epd_table3_cost")
 
 
 def make(s: SimpleNamespace, name: str, **config):
-    from lib.epd_experiments import make as _make
+    from lib.studies.epd_experiments import make as _make
     return _make(s, name, **config)
 
 
@@ -112,7 +116,7 @@ def early_error(traj: pd.DataFrame, lo: float = 0.3, hi: float = 0.9) -> float:
 
 def trajectory_figure(trajs: Dict[str, tuple], k: int = 8, n_img: int = 2):
     """x̂0 along the reverse process for each arm (rows = arm × image), ``k`` evenly spaced recorded t."""
-    from lib import plots
+    from lib.reports import plots
     rows, labels = {}, None
     for name, (ts, x0s, final) in trajs.items():
         idx = np.linspace(0, len(ts) - 1, k).round().astype(int)
@@ -253,7 +257,7 @@ def cost_claims(df: pd.DataFrame, s: SimpleNamespace, tol_train: float = 0.05, t
 # Forward-process notebook helpers
 
 def plots_strip(rows: Dict[str, list], labels: Sequence[str], title: str = ""):
-    from lib import plots
+    from lib.reports import plots
     return plots.strip_figure(rows, labels, title=title)
 
 

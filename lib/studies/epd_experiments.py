@@ -6,7 +6,7 @@ The notebooks stay thin: they call ``setup`` for the run folder and data, descri
 shared between notebooks through ``study.train_model``'s content key (the default EPD arm of Table 1 is the same
 model in every ablation), and generated samples are cached by (model checkpoint, sampling config, weights, n, seed)
 so the default arm is also sampled once.  ``metric_table`` also measures every arm's learning curve and quality
-gate (lib/quality.py) and the claims take them as ``quality=``; ``save_all`` writes them per arm.  Every study
+gate (lib/metrics/quality.py) and the claims take them as ``quality=``; ``save_all`` writes them per arm.  Every study
 has the isotropic control ``epd_isotropic`` (EPD with τ ≡ 1).  Spec: ../shared/reference/epd_spec.md.
 """
 from __future__ import annotations
@@ -20,13 +20,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lib import claims, data, experiment, io, metrics, paper_data, quality, study
+from lib.reports import claims, paper_data
+
+from lib import data, experiment, io, metrics
+
+from lib.metrics import quality
+
+from lib.studies import study
 from lib.profiles import Profile
 
 EPD = "edge_preserving"
 ISO = "epd_isotropic"   # the control arm: EPD's own process, target and sampler with τ ≡ 1 (no edge damping)
 BASELINES = ("ddpm", "ihdm", "bndm")
-# The paper's numbers are data (lib/paper_data.yaml, each with its source):
+# The paper's numbers are data (lib/reports/paper_data.yaml, each with its source):
 # Table 1 (unconditional Inception FID, 128², 30k samples; dgm-eval implementation).
 TABLE1_FID = paper_data.table("epd_table1_fid")
 # Table 5 (unconditional precision / recall), {dataset: {arm: (precision, recall)}}.
@@ -49,12 +55,12 @@ def setup(notebook: str, profile: str, dataset: str = "mnist", data_root: str = 
     ``weights`` ("ema" | "raw") are the default sampling weights of every arm; ``threads`` > 0 sets torch's CPU
     threads (one thread is much faster than two on a contended 2-core machine).  ``T`` > 0 shortens the chains
     (DDPM/EPD T, IHDM K, BNDM S) and scales the β range by 500/T so ᾱ_{T-1} stays near the paper's T=500 value
-    (``lib.frequency.matched_betas``); ``lite_unet`` is part B's 16-channel two-level U-Net."""
+    (``lib.studies.frequency.matched_betas``); ``lite_unet`` is part B's 16-channel two-level U-Net."""
     if weights not in ("ema", "raw"):
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
     if threads:
         torch.set_num_threads(int(threads))
-    from lib.frequency import budget_profile
+    from lib.studies.frequency import budget_profile
     from lib.processes import PROCESSES
     over = {k: v for k, v in (("n_eval", n_eval), ("train_steps", train_steps), ("T", T)) if v}
     prof = budget_profile(profile, train_steps=train_steps, T=T, n_eval=n_eval, lite_unet=lite_unet)
@@ -293,7 +299,7 @@ def arm_quality(arms: Dict[str, Arm], trained: Dict[str, list], df: pd.DataFrame
 
 
 def quality_record(s: SimpleNamespace) -> dict:
-    """``lib.quality.record`` of this notebook's arms (empty before ``metric_table``)."""
+    """``lib.metrics.quality.record`` of this notebook's arms (empty before ``metric_table``)."""
     return quality.record(getattr(s, "quality", None) or {}, getattr(s, "curves", None) or {}, s.seeds)
 
 
@@ -515,13 +521,13 @@ def quirk_claims(rows: List[dict], arms: Dict[str, Arm], df: pd.DataFrame, s: Si
 
 def grid_figure(samples: Dict[str, list], s: SimpleNamespace, title: str = ""):
     """Real images (a seeded random subset) beside the first seed's samples of each arm."""
-    from lib import plots
+    from lib.reports import plots
     n = s.prof.n_show
     return plots.image_grid_figure({"real": s.real[:n], **{k: v[0][:n] for k, v in samples.items()}}, title=title)
 
 
 def loss_figure(trained: Dict[str, list]):
-    from lib import plots
+    from lib.reports import plots
     return plots.loss_curves_figure({k: v[0].log for k, v in trained.items()})
 
 
@@ -563,8 +569,8 @@ def save_all(s: SimpleNamespace, df: pd.DataFrame, extra: dict, claim_list: List
                         "gate": {**quality.asdict(quality.GATE), "text": quality.GATE.describe()}, **extra})
 
 
-# The forward-process, x̂0-trajectory and cost parts live in lib/epd_figures.py (re-exported here).
-from lib.epd_figures import (TABLE3, border_edge_table, cost_claims, cost_row, cost_table, early_error,  # noqa: E402,F401
+# The forward-process, x̂0-trajectory and cost parts live in lib/reports/epd_figures.py (re-exported here).
+from lib.reports.epd_figures import (TABLE3, border_edge_table, cost_claims, cost_row, cost_table, early_error,  # noqa: E402,F401
                              edge_energy,
                              epd_maps, forward_rows, mask_times, noise_profile_figure, noise_std_profile,
                              plots_strip, structure_onset, trajectories, trajectory_claims, trajectory_curves_figure,

@@ -1,5 +1,5 @@
-"""The master list of both papers' claims, transcribed from the specs (used by lib/ledger.py); the claims live in
-lib/paper_data.yaml (read through lib/paper_data.py).
+"""The master list of both papers' claims, transcribed from the specs (used by lib/reports/ledger.py); the claims live in
+lib/reports/paper_data.yaml (read through lib/reports/paper_data.py).
 
 ``"EPD-<n>"`` is claim n of ../shared/reference/epd_spec.md §7 and ``"COLD-<n>"`` is claim C<n> of
 ../shared/reference/cold_spec.md §8; each with the paper's number(s) and the notebook planned to measure it.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict
 
-from lib import paper_data
+from lib.reports import paper_data
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Claim:
         return self.id.split("-")[0]
 
 
-# The list itself is data: the ``claims`` section of lib/paper_data.yaml (ids, texts, the papers' numbers with their
+# The list itself is data: the ``claims`` section of lib/reports/paper_data.yaml (ids, texts, the papers' numbers with their
 # sources, planned notebooks), in the file's order (EPD first, then Cold Diffusion).
 CLAIMS: tuple = tuple(Claim(c["id"], c["text"], c["paper_number"], c["notebook"]) for c in paper_data.claims())
 CLAIMS_BY_ID: Dict[str, Claim] = {c.id: c for c in CLAIMS}

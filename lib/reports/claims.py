@@ -4,7 +4,7 @@ The verdict rule is fixed by ../shared/reference/evaluation.md ("Verdict rule fo
 
 * **not testable at this scale** — any arm of the comparison failed the quality gate or its samples collapsed
   (``quality={arm: {"passed": bool, "precision", "recall", "fd", "floor", "reasons": [...]}}``, built by
-  lib/quality.py); the entry names the arm and why, and no other verdict is given.
+  lib/metrics/quality.py); the entry names the arm and why, and no other verdict is given.
 * **proxy** — the measured stand-in cannot fail or does not measure the claim (``proxy="why"``); never counted
   as reproduced.
 * direction ("A's metric < B's") over n replicates per arm: a one-sided **paired** t-test on per-seed

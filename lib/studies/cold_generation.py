@@ -1,6 +1,6 @@
 """Cold Diffusion generation notebooks (``cold_generation_blur``, ``_noise``, ``_other``): samples per sampling
 seed, FD / precision / recall rows, the diversity gate (recall and, on digits, distinct classes found by the
-digit classifier) and the C12-C16 ledger rows.  Reached as ``lib.cold_experiments.<name>`` (that module
+digit classifier) and the C12-C16 ledger rows.  Reached as ``lib.studies.cold_experiments.<name>`` (that module
 forwards unknown names here).
 """
 from __future__ import annotations
@@ -10,16 +10,16 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from lib import claims as claims_lib
-from lib import paper_data
+from lib.reports import claims as claims_lib
+from lib.reports import paper_data
 from lib import rng as rng_lib
-from lib.cold_experiments import PAPER, _compare, forward_sequence
+from lib.studies.cold_experiments import PAPER, _compare, forward_sequence
 from lib.profiles import Profile
 
 MIN_CLASS_FRACTION = 0.02  # a digit class counts as generated when >= 2 % of the samples are classified as it
 MIN_CLASSES = 8            # ... and the digit samples must show at least 8 of the 10 classes (diversity gate)
 
-# Generation FIDs (CelebA 128² / AFHQ 128²): rows as the paper's generation table, from lib/paper_data.yaml
+# Generation FIDs (CelebA 128² / AFHQ 128²): rows as the paper's generation table, from lib/reports/paper_data.yaml
 # ("cold_generation_fid": broken symmetry = blur + GMM, noise 0.002 [inferred row]; estimated noise = hot diffusion
 # (≡ DDIM); the perfect-symmetry and fixed-noise rows were not found: {}).
 PAPER_GENERATION = paper_data.table("cold_generation_fid")
@@ -35,14 +35,15 @@ def fit_generation_prior(process, train_float: torch.Tensor):
 
 def generate_seeds(process, net, n: int, shape, seeds: Sequence[int], profile: Profile, device="cpu") -> Dict[int, torch.Tensor]:
     """Samples per sampling seed (seed-addressed; a seed's samples are independent draws of the prior)."""
-    from lib import study
+    from lib.studies import study
     return {s: study.sample_model(process, net, n, shape, s, profile, device, progress=False) for s in seeds}
 
 
 def class_histogram(x: torch.Tensor, dataset: str, data_root: Optional[str] = None) -> Optional[List[int]]:
     """Counts of each class the dataset's classifier extractor assigns to ``x`` (None without a classifier:
     Inception or no extractor).  Uses the extractor's own network (its head after the feature body)."""
-    from lib import metrics, study
+    from lib import metrics
+    from lib.studies import study
     ext = study.extractor_for(dataset, data_root)
     if ext is None or not hasattr(ext, "net") or not hasattr(ext.net, "head"):
         return None
@@ -65,7 +66,7 @@ def fd_per_seed(samples: Dict[int, torch.Tensor], real: torch.Tensor, dataset: s
                 data_root: Optional[str] = None) -> Dict[str, object]:
     """The metric row per seed, the FD column's per-seed values and, where the extractor is a classifier
     (digits: mnistclf), the class histogram of each seed's samples and its number of distinct classes."""
-    from lib import study
+    from lib.studies import study
     rows = {s: study.evaluate(x, real, dataset, data_root) for s, x in samples.items()}
     first = next(iter(rows.values()))
     col = next((k for k in first if k.startswith(("FD_", "FID_"))), "SWD_mean")
@@ -77,9 +78,9 @@ def fd_per_seed(samples: Dict[int, torch.Tensor], real: torch.Tensor, dataset: s
 
 def diversity_gate(arm: dict) -> dict:
     """The quality dict of a generation arm (``claims.compare(quality=...)``): recall (improved P/R, k = 3) at
-    least ``lib.quality.GATE.min_recall`` and, on digits, at least ``MIN_CLASSES`` distinct classes found by
+    least ``lib.metrics.quality.GATE.min_recall`` and, on digits, at least ``MIN_CLASSES`` distinct classes found by
     the digit classifier; precision is reported, not gated here (the FD comparison itself is about fidelity)."""
-    from lib.quality import GATE
+    from lib.metrics.quality import GATE
     rows = list(arm["rows"].values())
     rec = [r["recall"] for r in rows if r.get("recall") is not None]
     prec = [r["precision"] for r in rows if r.get("precision") is not None]
@@ -145,7 +146,7 @@ def prior_draws(process, n: int, shape, seed: int) -> torch.Tensor:
 def schedule_figure(process, x0: torch.Tensor):
     """σ_i of the blur schedule and the forward sequence of a few images to the channel mean."""
     import matplotlib.pyplot as plt
-    from lib.plots import grid
+    from lib.reports.plots import grid
     states, sev = forward_sequence(process, x0, n_cols=6)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3), gridspec_kw={"width_ratios": [1, 2]})
     axes[0].plot(blur_sigma_schedule(process), marker=".")

@@ -1,4 +1,4 @@
-"""The index page (results/index.html): a card per report and the claims ledger, from lib/ledger.py's rows."""
+"""The index page (results/index.html): a card per report and the claims ledger, from lib/reports/ledger.py's rows."""
 from __future__ import annotations
 
 import csv
@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence
 from urllib.parse import quote
 
-from lib.ledger import (CLAIM_RULE, CLAIMS_BY_ID, ID_PATTERN, LEDGER_COLUMNS, NOT_MEASURED, OTHER_SECTION, PAPERS,
+from lib.reports.ledger import (CLAIM_RULE, CLAIMS_BY_ID, ID_PATTERN, LEDGER_COLUMNS, NOT_MEASURED, OTHER_SECTION, PAPERS,
                         LedgerRow, NotebookResult, _num, _rel, _report_rel, canonical_id, claim_summaries,
                         format_ours, verdict_counts)
 

@@ -1,7 +1,7 @@
-"""The papers' numbers and claims as data: ``lib/paper_data.yaml`` (one commented section per paper table, and the
+"""The papers' numbers and claims as data: ``lib/reports/paper_data.yaml`` (one commented section per paper table, and the
 claims list), read once and handed out as plain dicts / lists.
 
-    from lib import paper_data
+    from lib.reports import paper_data
     paper_data.table("epd_table1_fid")["afhq_cat"]["edge_preserving"]   # 13.06
     paper_data.claims()[0]["id"]                                          # "EPD-1"
 

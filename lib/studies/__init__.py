@@ -1,0 +1,1 @@
+"""Studies: the experiments behind each notebook (training arms, sampling, tables, claims)."""
