@@ -149,15 +149,25 @@ def test_results_profile_tag():
     assert result_folder("quick", "afhq_cat") == "quick_afhq_cat"
 
 
-def test_cost_table_smoke(tmp_path, monkeypatch):
+def test_cost_table_interleaves_rounds_and_claims_use_them(tmp_path, monkeypatch):
     s = SimpleNamespace(prof=get_profile("smoke"), dev="cpu", x=torch.rand(8, 1, 16, 16) * 2 - 1, budget={},
                         ctx=_ctx().ctx)
-    df = E.cost_table(["ddpm", E.EPD], s, batch=4, repeats=1, sample_steps=2)
-    assert set(df["process"]) == {"ddpm", E.EPD}
+    df, timings = E.cost_table(["ddpm", E.EPD], s, batch=4, repeats=5, sample_steps=2)
+    assert set(df["process"]) == {"ddpm", E.EPD} and (df["rounds"] == 5).all()
     assert df.set_index("process").loc["ddpm", "train_s_per_it_ratio_to_ddpm"] == pytest.approx(1.0)
     assert (df["memory_note"] == "n/a on CPU").all()
-    cl = E.cost_claims(df, s)
+    # every round times both processes, the first of them alternating (rotated order)
+    assert len(timings) == 10 and timings.groupby("round")["process"].count().eq(2).all()
+    assert [g["process"].iloc[0] for _, g in timings.groupby("round", sort=True)] == ["ddpm", E.EPD] * 2 + ["ddpm"]
+    from lib.studies import cost
+    ratios = cost.round_ratios(timings, "train_s_per_it")
+    assert len(ratios) == 5 and all(r > 0 for r in ratios)
+    cl = E.cost_claims(df, timings, s)
     assert [c["id"] for c in cl] == ["EPD-13", "EPD-14"] and all(c["tolerance"] == 0.05 for c in cl)
+    assert all(c["n"] == 5 and c["replicates"] == "interleaved timing rounds" for c in cl)
+    assert all("not interleaved" not in c["detail"] and "n=" not in c["detail"].split(":")[0] for c in cl)
+    few = E.cost_claims(*E.cost_table(["ddpm", E.EPD], s, batch=4, repeats=2, sample_steps=2), s)
+    assert all(c["verdict"] == "inconclusive" and "n=2 < 5" in c["detail"] for c in few)
 
 
 def test_chain_budget_applies_to_every_family(tmp_path, monkeypatch):

@@ -43,7 +43,7 @@ def test_spot_values_against_the_papers():
     from lib.studies import cold_experiments as ce
     from lib.studies import cold_generation as cg
     from lib.studies import epd_experiments as E
-    from lib.reports import epd_figures as F
+    from lib.studies import cost as F
     assert E.EPD == EPD
     assert E.TABLE1_FID["afhq_cat"][EPD] == 13.06 and E.TABLE1_FID["afhq_cat"]["ddpm"] == 17.60
     assert E.TABLE1_FID["celeba"] == {"ihdm": 89.67, "ddpm": 28.17, "bndm": 26.35, EPD: 26.15}

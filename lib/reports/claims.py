@@ -41,8 +41,9 @@ ALPHA = 0.05
 MIN_EFFECT_REL = 0.05           # default minimum effect: 5 % of the reference arm's floor-corrected value
 TRAINING_SEEDS, SAMPLING_SEEDS, EVAL_SUBSETS = "training seeds", "sampling seeds", "eval subsets"
 INDEPENDENT_DRAWS = "independent draws"  # no trained network (oracle / analytic): each seed is a full replicate
-REPLICATES = (TRAINING_SEEDS, SAMPLING_SEEDS, EVAL_SUBSETS, INDEPENDENT_DRAWS)
-UNCAPPED = (TRAINING_SEEDS, INDEPENDENT_DRAWS)  # replicate kinds that may reach reproduced / not reproduced
+TIMING_ROUNDS = "interleaved timing rounds"  # timing claims: step time does not depend on trained weights
+REPLICATES = (TRAINING_SEEDS, SAMPLING_SEEDS, EVAL_SUBSETS, INDEPENDENT_DRAWS, TIMING_ROUNDS)
+UNCAPPED = (TRAINING_SEEDS, INDEPENDENT_DRAWS, TIMING_ROUNDS)  # replicate kinds that may reach reproduced / not reproduced
 Quality = Optional[Dict[str, dict]]
 
 

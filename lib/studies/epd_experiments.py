@@ -569,9 +569,11 @@ def save_all(s: SimpleNamespace, df: pd.DataFrame, extra: dict, claim_list: List
                         "gate": {**quality.asdict(quality.GATE), "text": quality.GATE.describe()}, **extra})
 
 
-# The forward-process, x̂0-trajectory and cost parts live in lib/reports/epd_figures.py (re-exported here).
-from lib.reports.epd_figures import (TABLE3, border_edge_table, cost_claims, cost_row, cost_table, early_error,  # noqa: E402,F401
-                             edge_energy,
-                             epd_maps, forward_rows, mask_times, noise_profile_figure, noise_std_profile,
-                             plots_strip, structure_onset, trajectories, trajectory_claims, trajectory_curves_figure,
-                             trajectory_figure, trajectory_frame, trajectory_table, x0_trajectory)
+# The forward-process and x̂0-trajectory parts live in lib/studies/epd_figures.py, the cost (Table 3) in
+# lib/studies/cost.py; both re-exported here so notebooks call ``E.<name>``.
+from lib.studies import cost  # noqa: E402,F401  (Table 3: interleaved timing)
+from lib.studies.cost import TABLE3, cost_claims, cost_table, ratio_figure  # noqa: E402,F401
+from lib.studies.epd_figures import (border_edge_table, early_error, edge_energy, epd_maps,  # noqa: E402,F401
+                                     forward_rows, mask_times, noise_profile_figure, noise_std_profile, plots_strip,
+                                     structure_onset, trajectories, trajectory_claims, trajectory_curves_figure,
+                                     trajectory_figure, trajectory_frame, trajectory_table, x0_trajectory)

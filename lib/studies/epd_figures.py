@@ -1,21 +1,18 @@
-"""The forward-process, x̂0-trajectory (Fig. 1, Fig. 2, claim 16) and cost (Table 3) parts of the EPD study,
+"""The forward-process and x̂0-trajectory (Fig. 1, Fig. 2, claim 16) parts of the EPD study,
 split from ``lib.studies.epd_experiments`` (which re-exports every name here, so notebooks keep calling ``E.<name>``).
 
 Spec: ../shared/reference/epd_spec.md.
 """
 from __future__ import annotations
 
-import resource
-import statistics
-import time
 from types import SimpleNamespace
-from typing import Callable, Dict, List, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from lib.reports import claims, paper_data
+from lib.reports import claims
 
 from lib import metrics
 
@@ -24,8 +21,6 @@ from lib import rng as rng_lib
 from lib.sampling import sample as run_sampler
 
 EPD = "edge_preserving"
-# Table 3 (2× Quadro RTX 8000, 128², batch 64): {row: {arm: value}}, from lib/reports/paper_data.yaml.
-TABLE3 = paper_data.table("epd_table3_cost")
 
 
 def make(s: SimpleNamespace, name: str, **config):
@@ -148,109 +143,6 @@ def noise_profile_figure(df: pd.DataFrame):
     ax.set_xlabel("t"), ax.set_ylabel("sigma_t / sigma_DDPM, tau"), ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Cost (Table 3)
-
-def _sync(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _median_time(fn: Callable, repeats: int, device) -> float:
-    fn()   # warm-up
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def cost_row(name: str, s: SimpleNamespace, batch: int, repeats: int, sample_steps: int) -> dict:
-    """Training s/iteration (forward+loss+backward+Adam, profile U-Net and batch), reverse-step time over
-    ``sample_steps`` steps at the profile's sampling batch, extrapolated to the full chain, and peak memory
-    (CUDA peak on GPU; 'n/a on CPU')."""
-    from lib.unet import UNet
-    dev = torch.device(s.dev)
-    proc = make(s, name)
-    proc.fit_prior(s.x)
-    torch.manual_seed(0)
-    net = UNet(s.prof.unet(s.x.shape[1], proc.out_channels(s.x.shape[1]))).to(dev)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    g = torch.Generator().manual_seed(0)
-    x0 = s.x[torch.randint(0, len(s.x), (batch,), generator=g)].to(dev)
-
-    def train_step():
-        loss = proc.loss(net, x0, generator=torch.Generator(dev).manual_seed(1)).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    train_s = _median_time(train_step, repeats, dev)
-    nb = s.prof.sample_batch
-    prior = s.x[torch.randint(0, len(s.x), (nb,), generator=g)].to(dev)
-    steps = proc.sampling_timesteps()
-    picks = [steps[i] for i in np.linspace(0, len(steps) - 1, sample_steps).round().astype(int)]
-    gen = torch.Generator(dev).manual_seed(2)
-    xt = proc.prior((nb, *s.x.shape[1:]), gen, x0=prior, device=dev)
-    net.eval()
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-
-    @torch.no_grad()
-    def sample_steps():
-        for t, tp in picks:
-            proc.step(net, xt, t, tp, gen)
-
-    step_s = _median_time(sample_steps, max(1, repeats // 3), dev) / len(picks)
-    mem = torch.cuda.max_memory_allocated(dev) / 2 ** 30 if dev.type == "cuda" else None
-    return {"process": name, "train_s_per_it": train_s, "train_batch": batch, "sample_s_per_step": step_s,
-            "sampling_steps": len(steps), "inference_s_per_batch": step_s * len(steps), "sample_batch": nb,
-            "inference_peak_mem_gb": mem, "max_rss_gb_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            / 2 ** 20}
-
-
-def cost_table(names: Sequence[str], s: SimpleNamespace, batch: int, repeats: int, sample_steps: int):
-    """All processes measured in one run, with ratios to DDPM."""
-    df = pd.DataFrame([cost_row(n, s, batch, repeats, sample_steps) for n in names])
-    ref = df.set_index("process").loc["ddpm"]
-    for c in ("train_s_per_it", "inference_s_per_batch", "inference_peak_mem_gb"):
-        df[f"{c}_ratio_to_ddpm"] = (df[c] / ref[c]) if ref[c] is not None and not pd.isna(ref[c]) else None
-    df["memory_note"] = "CUDA peak allocated" if torch.device(s.dev).type == "cuda" else "n/a on CPU"
-    return df
-
-
-def cost_claims(df: pd.DataFrame, s: SimpleNamespace, tol_train: float = 0.05, tol_infer: float = 0.05,
-                tol_mem: float = 0.05) -> List[dict]:
-    """Claims 13-14 as ratios EPD/DDPM with absolute tolerances on the ratio."""
-    r = df.set_index("process").loc[EPD]
-    ctx = {**s.ctx, "paper_metric": "wall time ratio EPD/DDPM (2x Quadro RTX 8000, 128², batch 64)",
-           "no_gate": "timing of the networks' steps: no samples are judged"}
-    p = TABLE3
-    n = {row: {arm: paper_data.num(v) for arm, v in vals.items()} for row, vals in p.items()}
-    out = [claims.within_tolerance("EPD-13", "EPD", "EPD training overhead vs DDPM about 1 % per iteration "
-                                   f"({n['train_s_per_it'][EPD]} vs {n['train_s_per_it']['ddpm']} s/it)",
-                                   "train s/it ratio EPD/DDPM",
-                                   [float(r["train_s_per_it_ratio_to_ddpm"])],
-                                   p["train_s_per_it"][EPD] / p["train_s_per_it"]["ddpm"], tol_train, **ctx),
-           claims.within_tolerance("EPD-14", "EPD", "EPD inference about 9 % slower than DDPM "
-                                   f"({n['inference_s_per_batch'][EPD]} vs {n['inference_s_per_batch']['ddpm']} "
-                                   "per batch of 64)", "inference s/batch ratio EPD/DDPM",
-                                   [float(r["inference_s_per_batch_ratio_to_ddpm"])],
-                                   p["inference_s_per_batch"][EPD] / p["inference_s_per_batch"]["ddpm"], tol_infer,
-                                   **ctx)]
-    if r["inference_peak_mem_gb"] is not None and not pd.isna(r["inference_peak_mem_gb"]):
-        out.append(claims.within_tolerance("EPD-14-mem", "EPD", "EPD inference memory equal to DDPM "
-                                           f"({n['inference_memory_gb']['ddpm']} GB)",
-                                           "inference peak memory ratio EPD/DDPM",
-                                           [float(r["inference_peak_mem_gb_ratio_to_ddpm"])], 1.0, tol_mem, **ctx))
-    for c in out:
-        c["tolerance_note"] = f"absolute tolerance on the ratio: {c['tolerance']:g}"
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
