@@ -19,9 +19,11 @@ from urllib.parse import unquote
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+if str(ROOT / "scripts") not in sys.path:  # scripts/browser.py also when this file is loaded by path (the tests)
+    sys.path.append(str(ROOT / "scripts"))
 
-from lib import io
-
+import browser  # noqa: E402
+from lib import io  # noqa: E402
 from lib.reports import ledger  # noqa: E402
 
 
@@ -64,14 +66,14 @@ def check_pages(index: Path) -> tuple:
     """Open the index and every local page it links in headless Chromium: (problems, {page: rendered DOM})."""
     problems, doms = [], {}
     pages = [index]
-    links = ledger.local_links(index)
+    links = browser.local_links(index)
     problems += [f"{index.name}: missing {u}" for u in links["missing"]]
     problems += [f"{index.name}: external link {u}" for u in links["external"]]
     pages += sorted({(index.parent / unquote(u.split("#")[0])).resolve() for u in links["ok"]
                      if u.split("#")[0].endswith(".html")})
     for page in pages:
         try:
-            dom = ledger.render_dom(page)
+            dom = browser.render_dom(page)
         except Exception as exc:  # noqa: BLE001 - reported, the other pages are still checked
             problems.append(f"{page}: {exc}")
             continue
@@ -79,7 +81,7 @@ def check_pages(index: Path) -> tuple:
         if "<body" not in dom.lower():
             problems.append(f"{page}: rendered without a body")
         if page != index:
-            problems += [f"{page}: missing {u}" for u in ledger.local_links(page)["missing"]]
+            problems += [f"{page}: missing {u}" for u in browser.local_links(page)["missing"]]
     return problems, doms
 
 
@@ -97,11 +99,11 @@ def main(argv=None) -> int:
           f"{len(out['rows'])} rows)", flush=True)
     status = 0
     if args.screenshot or args.check:
-        if ledger.find_chromium() is None:
+        if browser.find_chromium() is None:
             print("no chromium binary found: browser check and screenshot skipped", file=sys.stderr)
             return 1
     if args.screenshot:
-        png = ledger.screenshot(out["index"], args.screenshot)
+        png = browser.screenshot(out["index"], args.screenshot)
         print(f"screenshot: {png}", flush=True)
     if args.check:
         problems, doms = check_pages(out["index"])

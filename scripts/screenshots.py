@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if str(ROOT / "scripts") not in sys.path:  # scripts/browser.py also when this file is loaded by path
+    sys.path.append(str(ROOT / "scripts"))
 
-from lib.reports import ledger  # noqa: E402
+import browser  # noqa: E402
 
 REPORTS = ("epd_table1_unconditional", "cold_restoration", "epd_ablation_transition_fn", "epd_sdedit_strokes",
            "cold_generation_blur")
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--height", type=int, default=2400, help="report screenshot height in pixels")
     args = ap.parse_args(argv)
-    if ledger.find_chromium() is None:
+    if browser.find_chromium() is None:
         print("no chromium binary found (apt-get install chromium): no screenshots", file=sys.stderr)
         return 1
     res = Path(args.results)
@@ -40,12 +41,12 @@ def main(argv=None) -> int:
     shots = []
     index = res / "index.html"
     if index.is_file():
-        shots.append(ledger.screenshot(index, out / "index.png", width=args.width, height=1400))
+        shots.append(browser.screenshot(index, out / "index.png", width=args.width, height=1400))
     else:
         print(f"no {index}: run scripts/build_index.py first", file=sys.stderr)
     pages = [(nb, res / nb / args.profile / "report.html") for nb in REPORTS]
     for nb, page in [p for p in pages if p[1].is_file()][:args.n]:
-        shots.append(ledger.screenshot(page, out / f"report_{nb}.png", width=args.width, height=args.height))
+        shots.append(browser.screenshot(page, out / f"report_{nb}.png", width=args.width, height=args.height))
     for s in shots:
         print(f"screenshot: {s}")
     return 0 if shots else 1

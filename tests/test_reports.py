@@ -8,6 +8,7 @@ import importlib.util
 import json
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -20,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("build_index", ROOT / "scripts" / "build_index.py")
 build_index = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(build_index)
+_bspec = importlib.util.spec_from_file_location("browser", ROOT / "scripts" / "browser.py")
+browser = importlib.util.module_from_spec(_bspec)  # the headless-Chromium helpers and the link check
+_bspec.loader.exec_module(browser)
 
 ERROR = "cell [3]: ValueError: deliberate <failure> & more"
 
@@ -114,14 +118,14 @@ def test_index_lists_every_report_with_working_relative_links(tree):
     res, out = tree
     index = out["index"]
     text = index.read_text()
-    links = ledger.local_links(index)
+    links = browser.local_links(index)
     assert not links["missing"], links["missing"]
     assert not links["external"], links["external"]
-    hrefs = [u for _, a, u in ledger.page_links(text)]
+    hrefs = [u for _, a, u in browser.page_links(text)]
     for rel in ("nb_alpha/quick/report.html", "nb_alpha/smoke/report.html", "nb_beta/smoke/report.html",
                 "nb%20gamma/quick/report.html"):
         assert rel in hrefs, rel
-    srcs = [u for tag, a, u in ledger.page_links(text) if tag == "img"]
+    srcs = [u for tag, a, u in browser.page_links(text) if tag == "img"]
     assert "nb_alpha/quick/key.png" in srcs and "nb%20gamma/quick/samples%20grid.png" in srcs
     assert "nb_alpha/quick/a_first.png" not in srcs  # the declared key figure is shown, the other one linked
     assert "FD_mnistclf (EPD)" in text and "10.23" in text  # headline
@@ -191,7 +195,7 @@ def test_empty_results_tree(tmp_path):
     assert len(_claim_rows(out["claims"].read_text())) == len(ledger.CLAIMS)
 
 
-@pytest.mark.skipif(ledger.find_chromium() is None, reason="no chromium binary (apt-get install chromium)")
+@pytest.mark.skipif(browser.find_chromium() is None, reason="no chromium binary (apt-get install chromium)")
 def test_pages_render_in_headless_chromium(tree, tmp_path):
     res, out = tree
     index = out["index"]
@@ -200,10 +204,10 @@ def test_pages_render_in_headless_chromium(tree, tmp_path):
     assert "Claims ledger" in doms[index.resolve()] and "deliberate" in doms[index.resolve()]
     reports = [p for p in doms if p != index.resolve()]
     assert len(reports) == 4 and all("report body" in doms[p] for p in reports)
-    for u in ledger.local_links(index)["ok"]:  # every linked figure is a readable image
+    for u in browser.local_links(index)["ok"]:  # every linked figure is a readable image
         if u.endswith(".png"):
-            Image.open(index.parent / ledger.unquote(u)).verify()
-    png = ledger.screenshot(index, tmp_path / "index.png")
+            Image.open(index.parent / unquote(u)).verify()
+    png = browser.screenshot(index, tmp_path / "index.png")
     img = np.asarray(Image.open(png).convert("L"))
     assert img.shape == (900, 1200) and img.std() > 5  # a page with content, not a blank image
 
@@ -232,7 +236,7 @@ def test_variant_folder_counts_as_its_profile_and_links_its_report(tree):
     assert len([r for r in out["rows"] if r.id == "EPD-1"]) == 2  # the quick folder still counts too
     (card,) = [r for r in out["results"] if r.profile == "quick_afhq_cat"]
     assert card.status == "ok" and card.has_report
-    assert not ledger.local_links(out["index"])["missing"]
+    assert not browser.local_links(out["index"])["missing"]
 
 
 def test_format_ours_never_fails_on_odd_shapes():

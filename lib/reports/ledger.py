@@ -37,8 +37,9 @@ so a smoke run never sits beside a quick run of the same notebook; the index lis
 folders ``<profile>_<tag>`` (e.g. ``quick_afhq_cat``, a second dataset written by the same run) count as their
 profile, each variant separately, and link to their profile's report.
 
-Browser check: ``find_chromium``, ``render_dom``, ``screenshot`` and ``local_links`` (used by
-scripts/build_index.py and tests/test_reports.py) open the pages the way a reader does, from file://.
+Browser check: scripts/browser.py (``find_chromium``, ``render_dom``, ``screenshot``, ``local_links``; used by
+scripts/build_index.py, scripts/screenshots.py and tests/test_reports.py) opens the pages the way a reader does,
+from file://.
 """
 from __future__ import annotations
 
@@ -52,7 +53,6 @@ from urllib.parse import quote
 
 from lib.reports import claims as verdict_rule
 from lib.reports.paper_claims import CLAIMS, CLAIMS_BY_ID, Claim  # noqa: F401  (the master list)
-from lib.reports.browser import find_chromium, local_links, page_links, render_dom, screenshot, unquote  # noqa: F401
 
 PROFILE_RANK = {"smoke": 0, "quick": 1, "gpu": 2, "paper": 3}
 

@@ -1,5 +1,6 @@
 """Open generated pages the way a reader does: headless Chromium (``render_dom``, ``screenshot``) and a link
-check (``local_links``, ``page_links``), used by scripts/build_index.py and tests/test_reports.py."""
+check (``local_links``, ``page_links``), used by scripts/build_index.py, scripts/screenshots.py and
+tests/test_reports.py (standard library only; nothing in lib/ needs it)."""
 from __future__ import annotations
 
 import os
