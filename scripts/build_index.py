@@ -44,22 +44,39 @@ def by_section(results) -> list:
                                           else ""))
 
 
+def mark_stale(results, notebooks_dir=None) -> list:
+    """Set ``r.stale`` for every result whose run.json input hash differs from what the runner would compute now
+    (the notebook file, the parameters it ran with, lib/ and requirements.txt: scripts/run_notebooks.input_hash);
+    returns the stale ones' "notebook/folder" names.  A result without run.json or notebook stays unchecked."""
+    import run_notebooks
+    nb_dir = Path(notebooks_dir) if notebooks_dir else ROOT / "notebooks"
+    out = []
+    for r in results:
+        nb, params, stored = nb_dir / f"{r.notebook}.ipynb", r.run.get("parameters"), r.run.get("input_hash")
+        if nb.is_file() and isinstance(params, dict) and stored:
+            r.stale = run_notebooks.input_hash(nb, params) != stored
+            if r.stale:
+                out.append(f"{r.notebook}/{r.profile}")
+    return out
+
+
 def build(results_dir, notebooks_dir=None) -> dict:
     """Write ``index.html`` and ``claims.md`` into ``results_dir``; return their paths and the ledger rows."""
     results_dir = Path(results_dir).resolve()
     results_dir.mkdir(parents=True, exist_ok=True)
     results = ledger.collect(results_dir)
+    stale = mark_stale(results, notebooks_dir)
     planned = ledger.planned_notebooks(notebooks_dir) if notebooks_dir else ledger.planned_notebooks()
     rows = ledger.ledger_rows(results, results_dir, planned=planned)
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     from lib.experiment import git_commit
     commit = git_commit()
-    io.write_text(results_dir / "claims.md", ledger.claims_markdown(rows, generated=now))
+    io.write_text(results_dir / "claims.md", ledger.claims_markdown(rows, generated=now, stale=stale))
     io.write_text(results_dir / "index.html", ledger.index_html(by_section(results), rows, results_dir, generated=now,
                                                                  commit=commit[:12] + ("-dirty" if "dirty" in commit
                                                                                        else "")))
     return {"index": results_dir / "index.html", "claims": results_dir / "claims.md", "results": results,
-            "rows": rows}
+            "rows": rows, "stale": stale}
 
 
 def check_pages(index: Path) -> tuple:

@@ -370,3 +370,33 @@ def test_index_cards_follow_the_papers_sections(tree):
     pos = [text.index(f'id="{nb}-quick"') for nb in ("epd_table1_unconditional", "epd_ablation_lambda",
                                                      "cold_restoration", "nb_alpha")]
     assert pos == sorted(pos)
+
+
+def test_results_made_by_older_inputs_are_marked_in_the_index_and_the_ledger(tmp_path):
+    """A result whose run.json input hash is not what the runner computes now (notebook, parameters, lib/,
+    requirements) is marked "older inputs" on its card and named on top of claims.md; a current one is not."""
+    import sys
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import run_notebooks
+    res, nbs = tmp_path / "results", tmp_path / "notebooks"
+    nbs.mkdir()
+    params = {"profile": "quick", "seeds": [0, 1, 2]}
+    for nb, fresh in (("nb_fresh", True), ("nb_old", False)):
+        (nbs / f"{nb}.ipynb").write_text('{"cells": []}')
+        d = res / nb / "quick"
+        d.mkdir(parents=True)
+        _png(d / "key.png", 100)
+        _report(d, nb.upper())
+        key = run_notebooks.input_hash(nbs / f"{nb}.ipynb", params) if fresh else "0123456789abcdef"
+        (d / "run.json").write_text(json.dumps({"notebook": nb, "profile": "quick", "status": "ok",
+                                                "parameters": params, "input_hash": key}))
+        (d / "metrics.json").write_text(json.dumps(_meta(nb, "quick", claims=_measured_claims("quick"))))
+    out = build_index.build(res, notebooks_dir=nbs)
+    assert out["stale"] == ["nb_old/quick"]
+    assert {r.notebook: r.stale for r in out["results"]} == {"nb_fresh": False, "nb_old": True}
+    page = out["index"].read_text()
+    cards = {nb: page[page.index(f'id="{nb}-quick"'):].split('<div class="card')[0] for nb in ("nb_fresh", "nb_old")}
+    assert "older inputs" in cards["nb_old"] and "older inputs" not in cards["nb_fresh"]
+    md = out["claims"].read_text()
+    top = next(line for line in md.splitlines() if line.startswith("**Made by older inputs**"))
+    assert "(1 result folders" in top and "`nb_old/quick`" in top and "nb_fresh" not in top

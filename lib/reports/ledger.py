@@ -112,6 +112,8 @@ class NotebookResult:
     run: Dict[str, Any] = field(default_factory=dict)       # run.json ({} when absent)
     metrics: Optional[Dict[str, Any]] = None                 # metrics.json (None when absent or unreadable)
     figures: List[str] = field(default_factory=list)         # PNG names, key figure first
+    stale: Optional[bool] = None   # inputs (notebook, parameters, lib/, requirements) changed since the run;
+                                   # set by scripts/build_index.py (None: not checked)
 
     @property
     def status(self) -> str:
@@ -527,7 +529,8 @@ def _md_row(r: LedgerRow) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def claims_markdown(rows: Sequence[LedgerRow], generated: str = "") -> str:
+def claims_markdown(rows: Sequence[LedgerRow], generated: str = "", stale: Sequence[str] = ()) -> str:
+    """The ledger as Markdown; ``stale``: result folders (notebook/profile) made by older inputs, named on top."""
     summaries = claim_summaries(rows)
     counts = claim_counts(rows)
     header = ["| " + " | ".join(h for _, h in LEDGER_COLUMNS) + " |", "|" + "---|" * len(LEDGER_COLUMNS)]
@@ -540,6 +543,9 @@ def claims_markdown(rows: Sequence[LedgerRow], generated: str = "") -> str:
              f"Rows beneath (one per measurement): " + ", ".join(f"{k}: {v}" for k, v in
                                                                  sorted(verdict_counts(rows).items())), "",
              f"How a claim's rows combine: {CLAIM_RULE}", "",
+             *([f"**Made by older inputs** ({len(stale)} result folders: the notebook, its parameters, `lib/` or "
+                "`requirements.txt` changed since they ran, so `./run_all.sh` would re-run them and their numbers "
+                "may differ): " + ", ".join(f"`{x}`" for x in stale), ""] if stale else []),
              "## Claims at a glance", "", "| claim | verdict | why | rows | figure |", "|---|---|---|---|---|"]
     lines += [f"| **{s.id}** | {s.verdict} | {_md_cell(s.why)} | {_md_cell(_count_text(s.rows))} | "
               f"{_md_link(s.figure)} |" for s in summaries]

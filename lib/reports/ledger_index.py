@@ -89,6 +89,8 @@ def _card(r: NotebookResult, results_dir: Path) -> Dict[str, Any]:
     prov = [("profile", r.profile), ("scale", scale or "—"),
             ("device", r.provenance("device") or "—"),
             ("commit", commit[:12] + ("-dirty" if "dirty" in commit else "")),
+            *([("inputs", "changed since this run (notebook, parameters, lib/ or requirements): made by older "
+                          "code; ./run_all.sh would re-run it")] if r.stale else []),
             ("date", r.provenance("date") or r.run.get("started") or "—"),
             ("run", f"{status}" + (f", {r.run['seconds']} s" if r.run.get("seconds") is not None else "")
              + (f", started {r.run['started']}" if r.run.get("started") else ""))]
@@ -101,7 +103,7 @@ def _card(r: NotebookResult, results_dir: Path) -> Dict[str, Any]:
         claims = {"ids": ", ".join(ids), "n": len(r.claims),
                   "verdicts": [(_badge(k), v) for k, v in sorted(counts.items())]}
     return {"id": f"{r.notebook}-{r.profile}", "notebook": str(r.notebook), "profile": str(r.profile),
-            "failed": status == "failed", "status": _badge(status),
+            "failed": status == "failed", "status": _badge(status), "stale": bool(r.stale),
             "report": _href(_report_rel(r, results_dir)) if r.has_report else None,
             "error": str(r.error or "failed (no error recorded)") if status == "failed" else None,
             "figure": ({"href": figures[0]["href"], "alt": f"{r.notebook}: {r.figures[0]}"} if figures else None),
