@@ -242,3 +242,23 @@ def test_stability_claims_replicates_oracle_draws_and_training_seeds():
     one = {e["id"]: e for e in ce.stability_claims(oracles, trained, ce.claim_context("mnist", 32, QUICK), 0.1, 3.0)}
     assert one["C1-stability-trained"]["replicates"] == "eval subsets"
     assert one["C1-stability-trained"]["verdict"] == "inconclusive"
+
+
+def test_setup_is_keyword_only_frozen_and_shuffles_the_held_out_split(tmp_path, monkeypatch):
+    import dataclasses
+    from lib import data, experiment
+    monkeypatch.setattr(experiment, "RESULTS_DIR", tmp_path)
+    with pytest.raises(TypeError):
+        ce.setup("test_cold_setup", "smoke")                   # everything after the notebook name is keyword-only
+    c = ce.setup("test_cold_setup", profile="smoke", max_images=100, seeds=[0, 1], device="cpu", tag="t",
+                 profile_overrides={"train_steps": 3, "unet_mult": [1, 2]})
+    assert c.run.dir == tmp_path / "test_cold_setup" / "smoke_t" and c.seeds == [0, 1]
+    assert c.prof.train_steps == 3 and c.prof.unet_mult == (1, 2)
+    held = data.load_dataset("mnist", split="heldout", max_images=100).float()
+    assert len(held) == 10   # the stored (class-sorted) order, shuffled with seed 0
+    assert torch.equal(c.x_held, held[torch.randperm(10, generator=torch.Generator().manual_seed(0))])
+    assert len(c.x_train) == len(c.train_ds) and (c.C, c.R) == (1, 32) and c.ctx["resolution"] == 32
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.prof = SMOKE
+    g = ce.setup("test_cold_setup", profile="smoke", train_data=False)
+    assert g.train_ds is None and g.x_train is None and len(g.held_ds) == len(g.x_held)

@@ -11,10 +11,10 @@ from lib.studies import epd_experiments as E
 from lib.profiles import get_profile
 
 
-def _ctx(**kw):
+def _ctx(**state):
     return SimpleNamespace(ctx=dict(dataset="mnist", resolution="32x32", profile="smoke", scale="test",
                                     paper_metric=E.PAPER_METRIC), dataset="mnist", prof=get_profile("smoke"),
-                           budget={}, real=torch.rand(6, 1, 16, 16) * 2 - 1, **kw)
+                           budget={}, real=torch.rand(6, 1, 16, 16) * 2 - 1, state=E.StudyState(**state))
 
 
 def _df(values_by_arm, col="FD_mnistclf"):
@@ -173,12 +173,28 @@ def test_cost_table_interleaves_rounds_and_claims_use_them(tmp_path, monkeypatch
 def test_chain_budget_applies_to_every_family(tmp_path, monkeypatch):
     from lib import experiment
     monkeypatch.setattr(experiment, "RESULTS_DIR", tmp_path)
-    s = E.setup("test_epd_budget", "quick", T=40, n_eval=8, train_steps=5, lite_unet=True)
+    s = E.setup("test_epd_budget", profile="quick", T=40, n_eval=8, train_steps=5, lite_unet=True)
     assert s.prof.T == 40 and s.prof.unet_channels == 16 and s.prof.n_eval == 8
     assert E.make(s, E.EPD).num_steps == 40 and E.make(s, "ihdm").num_steps == 40
     assert E.make(s, "ddpm").alpha_bar[-1] < 0.02   # the T=200 profile chain would end at 0.13
     assert len(E.make(s, "bndm").sampling_timesteps()) == 40
 
+
+
+def test_setup_is_keyword_only_and_frozen(tmp_path, monkeypatch):
+    import dataclasses
+    from lib import experiment
+    monkeypatch.setattr(experiment, "RESULTS_DIR", tmp_path)
+    with pytest.raises(TypeError):
+        E.setup("test_epd_setup", "smoke")                     # everything after the notebook name is keyword-only
+    s = E.setup("test_epd_setup", profile="smoke", resolution=16, n_eval=4)
+    assert isinstance(s, E.StudySetup) and s.run.dir == tmp_path / "test_epd_setup" / "smoke"
+    assert s.real.shape == (4, 1, 16, 16) and s.overrides["n_eval"] == 4
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.prof = get_profile("quick")
+    assert s.state.trained is None and s.state.quality is None  # the mutable part: set by train_arms / metric_table
+    s.state.quality = {}
+    assert E.quality_of(s, E.EPD) is None and E.quality_record(s) == {}
 
 def test_extractor_for_natural_images_uses_cifar_classifier_only_when_cifar_is_there(tmp_path, monkeypatch):
     from lib import metrics

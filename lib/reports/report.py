@@ -164,9 +164,11 @@ def show_run_config(prof, **kwargs):
 
 
 def show_setup(s, **extra):
-    """``show_run_config`` for the namespace of ``lib.studies.epd_experiments.setup``."""
-    info = s.ds.info() if hasattr(s.ds, "info") else {}
-    x = getattr(s, "x", None)
+    """``show_run_config`` for a study set-up (``lib.studies.setup``): an EPD ``StudySetup`` (its data ``ds``, ``x``)
+    or a Cold ``ColdSetup`` (its training data ``train_ds``, ``x_train``)."""
+    ds = s.ds if hasattr(s, "ds") else s.train_ds
+    info = ds.info() if hasattr(ds, "info") else {}
+    x = getattr(s, "x", getattr(s, "x_train", None))
     if getattr(s, "weights", None):
         extra.setdefault("sampling weights", s.weights)
     show_run_config(s.prof, dataset=info.get("name", ""), resolution=info.get("resolution"),

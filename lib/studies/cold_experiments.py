@@ -3,6 +3,9 @@
 The notebooks ``cold_degradations``, ``cold_restoration``, ``cold_algorithm1_vs_2``, ``cold_generation_blur``,
 ``cold_generation_noise`` and ``cold_generation_other`` stay thin and call this module.
 
+Set-up.  ``setup(notebook, profile=..., ...)`` (keyword-only) gives the profile, device, Run folder and the
+fit / held-out data as a frozen ``ColdSetup`` (``lib.studies.setup``).
+
 Processes.  ``restoration_process(kind, dataset, profile)`` / ``generation_process(kind, dataset, profile)`` give
 the README settings of cold_spec.md §3-§4 for the dataset (MNIST and CIFAR-10 have README restoration presets;
 generation presets exist only at CelebA/AFHQ 128², so 32² generation uses the *scaled* settings of
@@ -60,6 +63,7 @@ from lib.reports import paper_data
 from lib import rng as rng_lib
 from lib.processes import PROCESSES, make_process
 from lib.profiles import Profile, get_profile
+from lib.studies.setup import ColdSetup
 
 PAPER = "Cold Diffusion (Bansal et al. 2022)"
 
@@ -93,6 +97,32 @@ def cold_profile(name: str, overrides: Optional[dict] = None) -> Profile:
     """The profile with the notebook's ``profile_overrides`` (lists become tuples)."""
     ov = {k: tuple(v) if isinstance(v, list) else v for k, v in (overrides or {}).items()}
     return get_profile(name, **ov)
+
+
+def setup(notebook: str, *, profile: str, dataset: str = "mnist", data_root: str = "", max_images: int = 0,
+          seeds: Sequence[int] = (0,), device: str = "auto", threads: int = 0,
+          profile_overrides: Optional[dict] = None, tag: str = "", train_data: bool = True) -> ColdSetup:
+    """A Cold notebook's profile (``cold_profile``), device, torch threads (``set_threads``), Run folder and data.
+
+    Every argument after the notebook name is keyword-only.  Loads the "fit" split (unless ``train_data=False``:
+    notebooks without a model) and the "heldout" split, at most ``max_images`` each (0: all); ``x_held`` is the
+    held-out split shuffled with a fixed seed, since the split is stored class-sorted (``held_ds`` keeps the
+    stored order).  ``C``, ``R``: channels and resolution; ``ctx``: ``claim_context(dataset, R, prof)``."""
+    from lib import data, experiment
+    prof = cold_profile(profile, profile_overrides)
+    dev = experiment.default_device() if device == "auto" else device
+    set_threads(threads, dev)
+    run = experiment.Run(notebook, experiment.result_folder(profile, tag), list(seeds), dev)
+    load = dict(data_root=data_root or None, max_images=max_images or None)
+    train_ds = data.load_dataset(dataset, split="fit", **load) if train_data else None
+    held_ds = data.load_dataset(dataset, split="heldout", **load)
+    x_train = train_ds.float() if train_ds is not None else None
+    x_held = held_ds.float()
+    x_held = x_held[torch.randperm(len(x_held), generator=torch.Generator().manual_seed(0))]
+    C, R = x_held.shape[1], x_held.shape[-1]
+    return ColdSetup(prof=prof, dev=dev, run=run, dataset=dataset, data_root=data_root or None, seeds=list(seeds),
+                     train_ds=train_ds, held_ds=held_ds, x_train=x_train, x_held=x_held, C=C, R=R,
+                     ctx=claim_context(dataset, R, prof))
 
 
 def _finish(name: str, cfg: dict, profile: Profile, overrides: Optional[dict]):

@@ -27,6 +27,7 @@ from lib import data, experiment, io, metrics
 from lib.metrics import quality
 
 from lib.studies import study
+from lib.studies.setup import StudySetup, StudyState  # noqa: F401  (StudyState: re-exported)
 from lib.profiles import Profile
 
 EPD = "edge_preserving"
@@ -46,16 +47,17 @@ PAPER_METRIC = "FID (Inception-v3, dgm-eval, 30k samples, 128²)"
 # ----------------------------------------------------------------------------------------------------------
 # Setup
 
-def setup(notebook: str, profile: str, dataset: str = "mnist", data_root: str = "", resolution: int = 32,
+def setup(notebook: str, *, profile: str, dataset: str = "mnist", data_root: str = "", resolution: int = 32,
           seeds: Sequence[int] = (0,), device: str = "auto", tag: str = "", n_eval: int = 0,
           train_steps: int = 0, weights: str = "ema", threads: int = 0, T: int = 0,
-          lite_unet: bool = False) -> SimpleNamespace:
+          lite_unet: bool = False) -> StudySetup:
     """Profile (with optional n_eval / train_steps overrides), device, Run folder, dataset and eval reference.
 
-    ``weights`` ("ema" | "raw") are the default sampling weights of every arm; ``threads`` > 0 sets torch's CPU
-    threads (one thread is much faster than two on a contended 2-core machine).  ``T`` > 0 shortens the chains
-    (DDPM/EPD T, IHDM K, BNDM S) and scales the β range by 500/T so ᾱ_{T-1} stays near the paper's T=500 value
-    (``lib.studies.frequency.matched_betas``); ``lite_unet`` is part B's 16-channel two-level U-Net."""
+    Every argument after the notebook name is keyword-only.  ``weights`` ("ema" | "raw") are the default sampling
+    weights of every arm; ``threads`` > 0 sets torch's CPU threads (one thread is much faster than two on a
+    contended 2-core machine).  ``T`` > 0 shortens the chains (DDPM/EPD T, IHDM K, BNDM S) and scales the β range
+    by 500/T so ᾱ_{T-1} stays near the paper's T=500 value (``lib.studies.frequency.matched_betas``);
+    ``lite_unet`` is part B's 16-channel two-level U-Net.  The result is frozen (``lib.studies.setup``)."""
     if weights not in ("ema", "raw"):
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
     if threads:
@@ -77,9 +79,9 @@ def setup(notebook: str, profile: str, dataset: str = "mnist", data_root: str = 
     real = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:prof.n_eval]]
     ctx = dict(dataset=dataset, resolution=f"{resolution}x{resolution}", profile=profile, scale=prof.note,
                paper_metric=PAPER_METRIC)
-    return SimpleNamespace(prof=prof, dev=dev, run=run, ds=ds, x=x, real=real, dataset=dataset, weights=weights,
-                           data_root=data_root or None, seeds=list(seeds), ctx=ctx, budget=budget,
-                           overrides={**over, "weights": weights, "threads": torch.get_num_threads()})
+    return StudySetup(prof=prof, dev=dev, run=run, ds=ds, x=x, real=real, dataset=dataset, weights=weights,
+                      data_root=data_root or None, seeds=list(seeds), ctx=ctx, budget=budget,
+                      overrides={**over, "weights": weights, "threads": torch.get_num_threads()})
 
 
 @dataclass
@@ -99,7 +101,7 @@ class Arm:
                                                                  **self.config, **self.sample_config})
 
 
-def make(s: SimpleNamespace, name: str, **config):
+def make(s: StudySetup, name: str, **config):
     """A registered process under the notebook's profile and chain budget."""
     return Arm(name, config).train_process(s.prof, s.budget)
 
@@ -181,14 +183,14 @@ def arm_name_for(arms: Dict[str, Arm], arm: Arm) -> str:
 # ----------------------------------------------------------------------------------------------------------
 # Training and sampling (cached)
 
-def train_arms(arms: Dict[str, Arm], s: SimpleNamespace, progress: bool = False) -> Dict[str, list]:
+def train_arms(arms: Dict[str, Arm], s: StudySetup, progress: bool = False) -> Dict[str, list]:
     """{arm: [TrainResult per seed]}; identical training configs share one cached model."""
     out = {}
     for name, arm in arms.items():
         proc = arm.train_process(s.prof, s.budget)
         out[name] = [study.train_model(proc, s.ds, s.prof, seed, device=s.dev, progress=progress)
                      for seed in s.seeds]
-    s.arms, s.trained = dict(arms), out   # metric_table measures their learning curves and quality gate
+    s.state.arms, s.state.trained = dict(arms), out   # metric_table measures their learning curves and gate
     return out
 
 
@@ -202,7 +204,7 @@ def _samples_path(result, proc, weights: str, n: int, seed: int, shape, prof) ->
     return experiment.RUNS_DIR / "samples" / f"{key}.pt"
 
 
-def sample_arm(arm: Arm, result, s: SimpleNamespace, seed: int, n: Optional[int] = None,
+def sample_arm(arm: Arm, result, s: StudySetup, seed: int, n: Optional[int] = None,
                snapshot=None) -> torch.Tensor:
     """n samples of one trained model (cached on disk); data-dependent priors get seeded training images.
     ``snapshot``: an EMA snapshot file of ``result`` (``lib.train.list_snapshots``) sampled instead of the
@@ -223,7 +225,7 @@ def sample_arm(arm: Arm, result, s: SimpleNamespace, seed: int, n: Optional[int]
     return io.cached_torch(path, draw)
 
 
-def sample_arms(arms: Dict[str, Arm], trained: Dict[str, list], s: SimpleNamespace) -> Dict[str, list]:
+def sample_arms(arms: Dict[str, Arm], trained: Dict[str, list], s: StudySetup) -> Dict[str, list]:
     """{arm: [samples per seed]} (seed i samples the model of seed i)."""
     return {name: [sample_arm(arm, r, s, seed) for r, seed in zip(trained[name], s.seeds)]
             for name, arm in arms.items()}
@@ -239,7 +241,7 @@ def timed(fn: Callable, *args, **kwargs):
 # ----------------------------------------------------------------------------------------------------------
 # Metrics and tables
 
-def metric_row(fake: torch.Tensor, s: SimpleNamespace) -> dict:
+def metric_row(fake: torch.Tensor, s: StudySetup) -> dict:
     """Flat metric row: FD column named by its extractor, P/R, SWD mean + per level, high-frequency power."""
     r = study.evaluate(fake, s.real, s.dataset, s.data_root)
     row = {k: v for k, v in r.items() if not isinstance(v, (list, dict)) and v is not None}
@@ -249,26 +251,27 @@ def metric_row(fake: torch.Tensor, s: SimpleNamespace) -> dict:
     return row
 
 
-def metric_table(samples: Dict[str, list], s: SimpleNamespace) -> pd.DataFrame:
+def metric_table(samples: Dict[str, list], s: StudySetup) -> pd.DataFrame:
     """Tidy table: one row per (arm, seed).  After ``train_arms`` it also measures every arm's learning curve
-    and quality gate (``arm_quality``: ``s.quality``, ``s.curves``, ``s.floor``) and saves the learning-curve
+    and quality gate (``arm_quality``: ``s.state.quality``, ``.curves``, ``.floor``) and saves the learning-curve
     figure with the floor and the gate thresholds; the table gains a ``gate_passed`` column."""
     rows = [{"arm": name, "seed": seed, **metric_row(fake, s)}
             for name, per_seed in samples.items() for fake, seed in zip(per_seed, s.seeds)]
     df = pd.DataFrame(rows)
-    if getattr(s, "trained", None) is not None and getattr(s, "arms", None) is not None and hasattr(s, "run"):
-        s.quality, s.curves, s.floor = arm_quality({a: s.arms[a] for a in samples}, s.trained, df, s)
-        if s.curves:
-            s.run.save_figure(quality.curves_figure(s.curves, s.floor, quality=s.quality,
+    st = s.state
+    if st.trained is not None and st.arms is not None:
+        st.quality, st.curves, st.floor = arm_quality({a: st.arms[a] for a in samples}, st.trained, df, s)
+        if st.curves:
+            s.run.save_figure(quality.curves_figure(st.curves, st.floor, quality=st.quality,
                                                     title=f"learning curves ({s.ctx['profile']})"), "learning_curve")
-        df["gate_passed"] = [s.quality[a]["passed"] for a in df["arm"]]
+        df["gate_passed"] = [st.quality[a]["passed"] for a in df["arm"]]
         print(quality.GATE.describe())
-        for a, q in s.quality.items():
+        for a, q in st.quality.items():
             print(f"  {a}: {'passed' if q['passed'] else 'FAILED'}" + ("" if q["passed"] else f" ({'; '.join(q['reasons'])})"))
     return df
 
 
-def arm_quality(arms: Dict[str, Arm], trained: Dict[str, list], df: pd.DataFrame, s: SimpleNamespace):
+def arm_quality(arms: Dict[str, Arm], trained: Dict[str, list], df: pd.DataFrame, s: StudySetup):
     """({arm: gate dict}, {arm: curve rows}, floor) — evaluation.md's quality gate for every arm.
 
     The curve samples each EMA snapshot of each seed's model (n = the table's n, cached), FD / KID / P / R on
@@ -298,14 +301,14 @@ def arm_quality(arms: Dict[str, Arm], trained: Dict[str, list], df: pd.DataFrame
     return out, curves, floor
 
 
-def quality_record(s: SimpleNamespace) -> dict:
+def quality_record(s: StudySetup) -> dict:
     """``lib.metrics.quality.record`` of this notebook's arms (empty before ``metric_table``)."""
-    return quality.record(getattr(s, "quality", None) or {}, getattr(s, "curves", None) or {}, s.seeds)
+    return quality.record(s.state.quality or {}, s.state.curves or {}, s.seeds)
 
 
-def quality_of(s: SimpleNamespace, *arms: str) -> Optional[dict]:
+def quality_of(s: StudySetup, *arms: str) -> Optional[dict]:
     """{arm: gate dict} of the named arms (the ``quality=`` of a claim), None before ``metric_table``."""
-    q = getattr(s, "quality", None)
+    q = s.state.quality
     return {a: q[a] for a in arms if a in q} if q else None
 
 
@@ -328,7 +331,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def real_hf_power(s: SimpleNamespace) -> float:
+def real_hf_power(s: StudySetup) -> float:
     return metrics.high_frequency_power(s.real)
 
 
@@ -336,11 +339,11 @@ def values(df: pd.DataFrame, arm: str, col: str) -> List[float]:
     return df.loc[df["arm"] == arm, col].astype(float).tolist()
 
 
-def lower_claim(cid: str, text: str, df: pd.DataFrame, col: str, low: str, high: str, s: SimpleNamespace,
+def lower_claim(cid: str, text: str, df: pd.DataFrame, col: str, low: str, high: str, s: StudySetup,
                 paper_values: Optional[dict] = None) -> dict:
     """Ledger entry "arm ``low`` has a lower ``col`` than arm ``high``" (evaluation.md verdict rule)."""
     seeds = {a: df.loc[df["arm"] == a, "seed"].astype(int).tolist() for a in (low, high)}
-    floor = (getattr(s, "floor", None) or {}).get("fd") if col == fd_column(df) and col != "SWD_mean" else None
+    floor = (s.state.floor or {}).get("fd") if col == fd_column(df) and col != "SWD_mean" else None
     return claims.compare(cid, "EPD", text, col, {low: values(df, low, col)}, {high: values(df, high, col)},
                           paper_values=paper_values, seeds=seeds, floor=floor, quality=quality_of(s, low, high),
                           **s.ctx)
@@ -355,7 +358,7 @@ def metric_note(col: str) -> str:
             "so only directions are compared, never values")
 
 
-def table1_claims(df: pd.DataFrame, s: SimpleNamespace) -> List[dict]:
+def table1_claims(df: pd.DataFrame, s: StudySetup) -> List[dict]:
     """Claims 1-4 and 9 of epd_spec §7."""
     col, fid = fd_column(df), paper_fids(s.dataset)
     pv = lambda *names: {n: fid[n] for n in names}  # noqa: E731
@@ -381,7 +384,7 @@ def table1_claims(df: pd.DataFrame, s: SimpleNamespace) -> List[dict]:
     return out
 
 
-def gain_and_precision_claims(df: pd.DataFrame, col: str, fid: dict, s: SimpleNamespace) -> List[dict]:
+def gain_and_precision_claims(df: pd.DataFrame, col: str, fid: dict, s: StudySetup) -> List[dict]:
     """Claims 4 and 9 of epd_spec §7: EPD's relative gain over DDPM, and its precision/recall beside DDPM's."""
     gain = relative_gain(df, col, EPD, "ddpm")
     paper_gain = 1 - fid[EPD] / fid["ddpm"]
@@ -419,7 +422,7 @@ def isotropic_reduction(proc_iso, proc_ddpm, x0: torch.Tensor, seed: int = 0) ->
     return dev
 
 
-def isotropic_reduction_claim(s: SimpleNamespace, tol: float = 1e-10) -> dict:
+def isotropic_reduction_claim(s: StudySetup, tol: float = 1e-10) -> dict:
     """Claim 22 (τ ≡ 1 reduces EPD exactly to isotropic DDPM; Sec. 4.1, U1), measured on this notebook's chain
     (the control arm's process against DDPM's, same T and β) on real images, float64."""
     iso = isotropic_arm().train_process(s.prof, s.budget)
@@ -443,7 +446,7 @@ def relative_gain(df: pd.DataFrame, col: str, arm: str, ref: str) -> List[float]
     return [1 - a / b for a, b in zip(values(df, arm, col), values(df, ref, col))]
 
 
-def best_of_claims(cid: str, text: str, df: pd.DataFrame, best: str, others: Sequence[str], s: SimpleNamespace,
+def best_of_claims(cid: str, text: str, df: pd.DataFrame, best: str, others: Sequence[str], s: StudySetup,
                    paper_values: Optional[dict] = None) -> List[dict]:
     """One direction entry per competitor: ``best`` has lower FD than each of ``others``."""
     col = fd_column(df)
@@ -454,7 +457,7 @@ def best_of_claims(cid: str, text: str, df: pd.DataFrame, best: str, others: Seq
     return out
 
 
-def tau_claims(df: pd.DataFrame, s: SimpleNamespace) -> List[dict]:
+def tau_claims(df: pd.DataFrame, s: StudySetup) -> List[dict]:
     """Claim 17: linear τ beats cosine and sigmoid; cosine ≈ sigmoid (reported as the measured gap)."""
     out = best_of_claims("EPD-17", "linear tau beats the others in FID", df, "tau=linear",
                          ["tau=cosine", "tau=sigmoid"], s)
@@ -466,14 +469,14 @@ def tau_claims(df: pd.DataFrame, s: SimpleNamespace) -> List[dict]:
     return out
 
 
-def tphi_claims(df: pd.DataFrame, s: SimpleNamespace) -> List[dict]:
+def tphi_claims(df: pd.DataFrame, s: StudySetup) -> List[dict]:
     """Claim 18: t_Φ = 0.5 beats 0.25 and 0.75 (Fig. 7, LSUN-Church FIDs in ``TPHI_FID_CHURCH``)."""
     return best_of_claims("EPD-18", "t_phi = 0.5 beats the other transition points", df, "t_phi=0.5",
                           [a for a in df["arm"].unique() if a.startswith("t_phi=") and a != "t_phi=0.5"], s,
                           {f"t_phi={k:g}": v for k, v in TPHI_FID_CHURCH.items()})
 
 
-def lambda_claims(df: pd.DataFrame, s: SimpleNamespace) -> List[dict]:
+def lambda_claims(df: pd.DataFrame, s: StudySetup) -> List[dict]:
     """Claims 19 (λ(t) beats every constant; low λ flat, high λ ≈ DDPM-like) and 20 (linear λ(t) > sigmoid)."""
     consts = [a for a in df["arm"].unique() if a.startswith("lambda=")]
     out = best_of_claims("EPD-19", "time-varying linear lambda(t) beats constant lambda", df, "lambda(t) linear",
@@ -503,7 +506,7 @@ def quirk_table(rows: List[dict], arms: Dict[str, Arm], df: pd.DataFrame) -> pd.
     return pd.DataFrame(out)
 
 
-def quirk_claims(rows: List[dict], arms: Dict[str, Arm], df: pd.DataFrame, s: SimpleNamespace) -> List[dict]:
+def quirk_claims(rows: List[dict], arms: Dict[str, Arm], df: pd.DataFrame, s: StudySetup) -> List[dict]:
     """Not paper claims but spec §5 checks: does switching each quirk on change FD? (two-sided, as directions)."""
     col = fd_column(df)
     out = []
@@ -519,7 +522,7 @@ def quirk_claims(rows: List[dict], arms: Dict[str, Arm], df: pd.DataFrame, s: Si
 # ----------------------------------------------------------------------------------------------------------
 # Figures and records
 
-def grid_figure(samples: Dict[str, list], s: SimpleNamespace, title: str = ""):
+def grid_figure(samples: Dict[str, list], s: StudySetup, title: str = ""):
     """Real images (a seeded random subset) beside the first seed's samples of each arm."""
     from lib.reports import plots
     n = s.prof.n_show
@@ -545,12 +548,12 @@ def fd_bar_figure(df: pd.DataFrame, col: Optional[str] = None, title: str = ""):
     return fig
 
 
-def arm_configs(arms: Dict[str, Arm], s: SimpleNamespace) -> dict:
+def arm_configs(arms: Dict[str, Arm], s: StudySetup) -> dict:
     return {n: {"process": a.process, "train_config": a.config, "sample_config": a.sample_config,
                 "weights": a.weights or s.weights, "full_config": a.sample_process(s.prof, s.budget).config_dict()} for n, a in arms.items()}
 
 
-def save_all(s: SimpleNamespace, df: pd.DataFrame, extra: dict, claim_list: List[dict], timings: dict) -> None:
+def save_all(s: StudySetup, df: pd.DataFrame, extra: dict, claim_list: List[dict], timings: dict) -> None:
     """Per-seed CSV, summary table and metrics.json (with claims and the scale)."""
     s.run.save_table(df, "per_seed")
     s.run.save_table(summary(df), "table")
@@ -565,7 +568,7 @@ def save_all(s: SimpleNamespace, df: pd.DataFrame, extra: dict, claim_list: List
     s.run.save_metrics({"dataset": s.ds.info(), "scale": s.prof.note, "profile_overrides": s.overrides,
                         "train_steps": s.prof.train_steps, "n_eval": s.prof.n_eval, "fd_column": fd_column(df),
                         "rows": df.to_dict("records"), "timings_s": timings, "claims": claim_list,
-                        "quality": {a: v["quality"] for a, v in q.items()}, "real_floor": getattr(s, "floor", None),
+                        "quality": {a: v["quality"] for a, v in q.items()}, "real_floor": s.state.floor,
                         "gate": {**quality.asdict(quality.GATE), "text": quality.GATE.describe()}, **extra})
 
 

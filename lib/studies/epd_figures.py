@@ -5,8 +5,7 @@ Spec: ../shared/reference/epd_spec.md.
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Dict, List, Sequence
+from typing import TYPE_CHECKING, Dict, List, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,10 +19,13 @@ from lib.studies import study
 from lib import rng as rng_lib
 from lib.sampling import sample as run_sampler
 
+if TYPE_CHECKING:
+    from lib.studies.setup import StudySetup
+
 EPD = "edge_preserving"
 
 
-def make(s: SimpleNamespace, name: str, **config):
+def make(s: StudySetup, name: str, **config):
     from lib.studies.epd_experiments import make as _make
     return _make(s, name, **config)
 
@@ -35,13 +37,13 @@ def values(df: pd.DataFrame, arm: str, col: str) -> List[float]:
 # ----------------------------------------------------------------------------------------------------------
 # Forward process and x̂0 trajectories (Fig. 1, Fig. 2, claim 16)
 
-def forward_rows(s: SimpleNamespace, x0: torch.Tensor, fractions: Sequence[float]) -> Dict[str, list]:
+def forward_rows(s: StudySetup, x0: torch.Tensor, fractions: Sequence[float]) -> Dict[str, list]:
     """x_t of one image at t = f·(steps-1) for DDPM, EPD, IHDM and BNDM (same seed everywhere)."""
     return {n: study.forward_states(make(s, n), x0, fractions)
             for n in ("ddpm", EPD, "ihdm", "bndm")}
 
 
-def epd_maps(s: SimpleNamespace, x0: torch.Tensor, ts: Sequence[int], seed: int = 0) -> Dict[str, list]:
+def epd_maps(s: StudySetup, x0: torch.Tensor, ts: Sequence[int], seed: int = 0) -> Dict[str, list]:
     """Per t: the edge map G(x0), σ_t(x0)/√(1-ᾱ_t) (noise std relative to DDPM), the scaled-noise target σ_t⊙ε
     and the DDPM unit-ε target √(1-ᾱ_t)ε, all mapped to [-1, 1] for display."""
     p = make(s, EPD)
@@ -56,7 +58,7 @@ def epd_maps(s: SimpleNamespace, x0: torch.Tensor, ts: Sequence[int], seed: int 
     return rows
 
 
-def noise_std_profile(s: SimpleNamespace, x0: torch.Tensor) -> pd.DataFrame:
+def noise_std_profile(s: StudySetup, x0: torch.Tensor) -> pd.DataFrame:
     """Mean σ_t/σ_DDPM on edge pixels (G > 0.1) and flat pixels (G < 0.01) per t, and τ_t, λ_t."""
     p = make(s, EPD)
     G = p.edge_map(x0)
@@ -68,7 +70,7 @@ def noise_std_profile(s: SimpleNamespace, x0: torch.Tensor) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def x0_trajectory(arm, result, s: SimpleNamespace, n: int, seed: int, every: int):
+def x0_trajectory(arm, result, s: StudySetup, n: int, seed: int, every: int):
     """Reverse process of n images: (ts, x̂0 per recorded t [n,C,H,W], final sample)."""
     proc = arm.sample_process(s.prof, s.budget)
     net = (result.ema if (arm.weights or s.weights) == "ema" else result.net).to(s.dev).eval()
@@ -153,13 +155,13 @@ def plots_strip(rows: Dict[str, list], labels: Sequence[str], title: str = ""):
     return plots.strip_figure(rows, labels, title=title)
 
 
-def mask_times(s: SimpleNamespace) -> List[int]:
+def mask_times(s: StudySetup) -> List[int]:
     """t at which the EPD noise masks are shown: through the edge-preserving phase to the first isotropic index."""
     T = make(s, EPD).num_steps
     return [0, T // 10, T // 4, 2 * T // 5, T // 2 - 1, T // 2]
 
 
-def trajectories(arms: Dict[str, object], trained: Dict[str, list], s: SimpleNamespace, n: int) -> Dict[str, list]:
+def trajectories(arms: Dict[str, object], trained: Dict[str, list], s: StudySetup, n: int) -> Dict[str, list]:
     """{arm: [(ts, x̂0 list, final) per seed]}, x̂0 recorded at ~40 evenly spaced t."""
     out = {}
     for name, arm in arms.items():
@@ -168,7 +170,7 @@ def trajectories(arms: Dict[str, object], trained: Dict[str, list], s: SimpleNam
     return out
 
 
-def trajectory_frame(trajs: Dict[str, list], s: SimpleNamespace) -> pd.DataFrame:
+def trajectory_frame(trajs: Dict[str, list], s: StudySetup) -> pd.DataFrame:
     frames = []
     for name, per_seed in trajs.items():
         T = make(s, name).num_steps
@@ -177,7 +179,7 @@ def trajectory_frame(trajs: Dict[str, list], s: SimpleNamespace) -> pd.DataFrame
     return pd.concat(frames, ignore_index=True)
 
 
-def trajectory_claims(df: pd.DataFrame, s: SimpleNamespace):
+def trajectory_claims(df: pd.DataFrame, s: StudySetup):
     """Claim 16 proxies per seed: mean RMSE of x̂0 to the final sample over t/(T-1) ∈ [0.3, 0.9] (lower = the
     final structure is visible earlier) and the structure-onset time (RMSE halved; higher = earlier)."""
     rows = [{"arm": a, "seed": sd, "early_rmse_to_final": early_error(g), "structure_onset_t_frac": structure_onset(g)}
