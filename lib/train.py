@@ -245,7 +245,7 @@ def train(process: DiffusionProcess, net: torch.nn.Module, data, config: TrainCo
                    with ``resume`` an existing checkpoint there is continued.  None: no checkpoints.
     stop_after  -- stop after this many steps *in this call* (used to split long runs; the checkpoint resumes).
     snapshot_steps -- steps at which the EMA weights are also kept as ``run_dir/ema_step<step>.pt`` (the
-                   learning curve of ``lib.metrics.quality`` samples them after training); listed in ``result.snapshots``.
+                   learning curve of ``lib.quality`` samples them after training); listed in ``result.snapshots``.
     """
     device = torch.device(device)
     ddp = distributed.is_distributed()

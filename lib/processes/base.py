@@ -86,7 +86,7 @@ class DiffusionProcess:
     follows_profile_T: ClassVar[bool] = False     # Takes a profile's T (β range rescaled): DDPM and EPD.
     supports_ddim: ClassVar[bool] = False         # Implements ``ddim_timesteps`` / ``ddim_step``.
     family: ClassVar[str] = ""                    # Group for side-by-side figures ("": the process's own name).
-    # Optimiser settings of the official code (lib.studies.study.train_config; the CPU profiles replace the lr).
+    # Optimiser settings of the official code (lib.study.train_config; the CPU profiles replace the lr).
     training_defaults: ClassVar[dict] = dict(optimizer="adam", lr=2e-5)
 
     def __init__(self, config: Any = None, **overrides):

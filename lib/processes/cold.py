@@ -116,7 +116,7 @@ class ColdBlurConfig(ColdConfig):
     PRESETS: ClassVar[dict] = {
         "mnist": dict(T=20, blur_routine="constant", blur_size=11, blur_std=7.0),
         "mnist_paper": dict(T=40, blur_routine="constant", blur_size=11, blur_std=7.0),   # Q8
-        # x_T keeps coarse structure (SSIM(x_T, x0) 0.13 vs 0.015 for "mnist"): lib.studies.cold_experiments' docstring.
+        # x_T keeps coarse structure (SSIM(x_T, x0) 0.13 vs 0.015 for "mnist"): lib.cold_experiments' docstring.
         "mnist_structured": dict(T=20, blur_routine="constant", blur_size=11, blur_std=1.0),
         "cifar10": dict(),
         "celeba": dict(T=200, blur_routine="exponential_reflect", blur_size=15, blur_std=0.01),

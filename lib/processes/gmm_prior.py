@@ -16,7 +16,7 @@ class GaussianMixturePrior:
 
     A fitted prior is a *value*: ``to_dict()`` holds everything sampling needs (weights, means, covariances and
     ``feature_shape``, the per-image shape of a feature row: (C,) for blur's channel means, (C, h, w) for SR's
-    low-resolution blocks), is saved with the checkpoint (``lib.studies.cold_experiments.save_prior``) and rebuilt by
+    low-resolution blocks), is saved with the checkpoint (``lib.cold_experiments.save_prior``) and rebuilt by
     ``from_dict``, so a reloaded model samples exactly as the one that was fitted (issue 15)."""
 
     def __init__(self, n_components: int = 1, seed: int = 0):
