@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -303,7 +304,7 @@ def run_one(nb: Path, out_root: Path, profile: str, extra: dict, force: bool, ti
         io.write_json(stage_dir / "run.json", record)
         publish(stage, out_root, main_rel)
         return record
-    if record.pop("ename", None) == "KeyboardInterrupt":
+    if record.pop("ename", None) == "KeyboardInterrupt" or _INTERRUPTED:
         raise KeyboardInterrupt  # Ctrl-C reached the kernel first: an interruption, not a failure of the notebook
     has_results = (out_dir / "metrics.json").exists() or (
         status_file.exists() and json.loads(status_file.read_text()).get("status") == "ok")
@@ -323,6 +324,36 @@ def run_one(nb: Path, out_root: Path, profile: str, extra: dict, force: bool, ti
         _remove_stage(stage)
     record["published"] = not has_results
     return record
+
+
+_INTERRUPTED = False  # set by the first Ctrl-C / SIGINT (``_on_interrupt``)
+
+
+def _kernel_processes() -> list:
+    """This process's descendant notebook kernels (ipykernel launched by papermill / jupyter_client)."""
+    try:
+        import psutil  # a dependency of ipykernel
+        kids = psutil.Process().children(recursive=True)
+        return [k for k in kids if "ipykernel" in " ".join(k.cmdline())]
+    except Exception:  # noqa: BLE001 - best effort: a process that just exited, no psutil
+        return []
+
+
+def _on_interrupt(signum, frame):
+    """Ctrl-C / SIGINT: remember it, stop the running kernel, and raise KeyboardInterrupt.
+
+    papermill runs the kernel through an asyncio loop, which can swallow a KeyboardInterrupt raised inside one of
+    its callbacks; the runner would then wait on a kernel that keeps running.  Stopping the kernel ends the
+    execution in every case, and ``run_one`` reads the flag, so an interruption is never reported as a failure of
+    the notebook (nothing is written to its results)."""
+    global _INTERRUPTED
+    _INTERRUPTED = True
+    for k in _kernel_processes():
+        try:
+            k.kill()
+        except Exception:  # noqa: BLE001
+            pass
+    raise KeyboardInterrupt
 
 
 def run_one_logged(nb: Path, *args) -> dict:
@@ -389,6 +420,7 @@ def main(argv=None) -> int:
         return 2
     failures = 0
     run_args = (Path(args.results), args.profile, extra, args.force, args.timeout, Path(args.log_dir))
+    signal.signal(signal.SIGINT, _on_interrupt)
     try:
         failures = run_all(nbs, run_args, args)
     except KeyboardInterrupt:
