@@ -242,6 +242,19 @@ def test_stability_claims_replicates_oracle_draws_and_training_seeds():
     one = {e["id"]: e for e in ce.stability_claims(oracles, trained, ce.claim_context("mnist", 32, QUICK), 0.1, 3.0)}
     assert one["C1-stability-trained"]["replicates"] == "eval subsets"
     assert one["C1-stability-trained"]["verdict"] == "inconclusive"
+    # The trained row is gated by the restoration nets' learning curves (cold_restoration's convergence rule).
+    ctx = ce.claim_context("mnist", 32, QUICK)
+    falling = [[[150, 0.30, 0.5], [300, 0.20, 0.6], [450, 0.15, 0.7], [600, 0.10, 0.8]] for _ in range(3)]
+    flat = [[[150, 0.30, 0.5], [300, 0.20, 0.6], [450, 0.12, 0.7], [600, 0.12 + d, 0.8]] for d in (-.01, 0, .01)]
+    gated = {e["id"]: e for e in ce.stability_claims(oracles, trained, ctx, 0.1, 3.0, trained_seeds=[0, 1, 2],
+                                                     learning_curves=falling)}
+    assert gated["C1-stability-trained"]["verdict"] == "not testable at this scale"
+    assert gated["C1-stability-trained"]["would_be"] == "reproduced"
+    assert "not converged" in gated["C1-stability-trained"]["detail"]
+    assert gated["C1-stability-oracle-smooth"]["verdict"] == "reproduced"  # the oracle rows train nothing
+    ok = {e["id"]: e for e in ce.stability_claims(oracles, trained, ctx, 0.1, 3.0, trained_seeds=[0, 1, 2],
+                                                  learning_curves=flat)}
+    assert ok["C1-stability-trained"]["verdict"] == "reproduced" and ok["C1-stability-trained"]["quality"]["alg2"]["passed"]
 
 
 def test_setup_is_keyword_only_frozen_and_shuffles_the_held_out_split(tmp_path, monkeypatch):

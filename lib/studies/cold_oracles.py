@@ -11,7 +11,7 @@ import torch
 
 from lib.reports import claims as claims_lib
 from lib import rng as rng_lib
-from lib.studies.cold_experiments import PAPER, _compare, float_net, variant
+from lib.studies.cold_experiments import PAPER, _compare, _quality, curve_flat, float_net, variant
 from lib.degradations import Degradation
 
 # ----------------------------------------------------------------------------------------------------------
@@ -157,15 +157,23 @@ def trained_final_per_seed(process, nets: Dict[int, torch.nn.Module], x0: torch.
 
 
 def stability_claims(oracles: Dict[str, dict], trained_final: Dict[str, list], ctx: dict, eps: float,
-                     smooth: float, trained_seeds: Optional[Sequence[int]] = None) -> List[dict]:
+                     smooth: float, trained_seeds: Optional[Sequence[int]] = None,
+                     learning_curves: Optional[Sequence[list]] = None) -> List[dict]:
     """C2, C3 and C1 under oracle errors and with the trained blur model.  ``trained_final`` holds per-training-
     seed values when ``trained_seeds`` lists the seeds (``trained_final_per_seed``), else per held-out subset of
-    one model."""
+    one model.  ``learning_curves`` (one ``direct_learning_curve`` per training seed) gate the trained row by
+    ``cold_restoration``'s rule: "not testable at this scale" while the restoration nets' held-out direct-x̂0 RMSE
+    is still falling (``curve_flat``); without curves the row says the gate was not checked."""
     ex = next(v for k, v in oracles.items() if k.startswith("exact"))
     smooth_ps = next(v for k, v in oracles.items() if "smooth error per step" in k)
     white_ps = next(v for k, v in oracles.items() if "white error per step" in k and not k.startswith("toy"))
     drift = next(v for k, v in oracles.items() if k.startswith("toy"))
     c = {**ctx, "paper_metric": "none (the paper shows figures only)"}
+    fl = curve_flat(learning_curves) if learning_curves else None
+    failures = [] if fl is None or fl["flat"] else [
+        {"passed": False, "reasons": [f"restoration net not converged: {fl['reason']}"]}]
+    trained_quality = _quality(("alg2", "alg1"), failures, "direct-x̂0 learning curve flat") if fl is not None \
+        else None
     return [
         claims_lib.within_tolerance("C2", PAPER, "with an exact restoration operator both algorithms recover x0 "
                                     "exactly (blur)", "RMSE(x_0, x0), both algorithms, all seeds",
@@ -190,6 +198,7 @@ def stability_claims(oracles: Dict[str, dict], trained_final: Dict[str, list], c
                  {"alg1": trained_final["alg1"]},
                  note=(f"replicates: training seeds {trained_seeds} (one blur model each), paired by seed"
                        if trained_seeds else "replicates: disjoint held-out image subsets of ONE trained model"),
-                 replicates="training seeds" if trained_seeds else "eval subsets", paired=True, **c),
+                 replicates="training seeds" if trained_seeds else "eval subsets", paired=True,
+                 quality=trained_quality, **c),
     ]
 
