@@ -104,35 +104,38 @@ def measure(names: Sequence[str], s, batch: int, rounds: int, sample_steps: int,
     return pd.DataFrame(rows)
 
 
-def round_ratios(timings: pd.DataFrame, col: str, arm: str = EPD, ref: str = "ddpm") -> List[float]:
-    """Per-round ratio ``arm`` / ``ref`` of ``col`` (both timed in the same round)."""
-    w = timings.pivot(index="round", columns="process", values=col)
-    return (w[arm] / w[ref]).astype(float).tolist()
+def add_round_ratios(timings: pd.DataFrame, ref: str = "ddpm") -> pd.DataFrame:
+    """Add ``<col>_ratio_to_ddpm`` for each timed column: every row divided by ``ref``'s timing of the same round
+    (the one place the per-round ratios are computed; ``round_ratios`` reads them)."""
+    for c in TIMED:
+        per_round = timings[timings["process"] == ref].set_index("round")[c]
+        timings[f"{c}_ratio_to_ddpm"] = timings[c].to_numpy() / timings["round"].map(per_round).to_numpy()
+    return timings
+
+
+def round_ratios(timings: pd.DataFrame, col: str, arm: str = EPD) -> List[float]:
+    """Per-round ratio ``arm`` / DDPM of ``col`` (both timed in the same round), in round order."""
+    t = timings[timings["process"] == arm].sort_values("round")
+    return t[f"{col}_ratio_to_ddpm"].astype(float).tolist()
 
 
 def cost_table(names: Sequence[str], s, batch: int, repeats: int, sample_steps: int):
     """(table, timings): per process the median over the interleaved rounds (``repeats`` rounds) and the median
     of the per-round ratios to DDPM; ``timings`` holds every round (the claims' repetitions)."""
-    timings = measure(names, s, batch, repeats, sample_steps)
-    for c in TIMED:   # per-round ratios, each against DDPM's timing of the same round
-        ref = timings[timings["process"] == "ddpm"].set_index("round")[c]
-        timings[f"{c}_ratio_to_ddpm"] = timings[c].to_numpy() / timings["round"].map(ref).to_numpy()
+    timings = add_round_ratios(measure(names, s, batch, repeats, sample_steps))
+    has_mem = "inference_peak_mem_gb" in timings
+    mem_ref = float(timings.loc[timings["process"] == "ddpm", "inference_peak_mem_gb"].iloc[0]) if has_mem else None
     rows = []
     for n in names:
         t = timings[timings["process"] == n]
+        mem = float(t["inference_peak_mem_gb"].iloc[0]) if has_mem else None
         row = {"process": n, "rounds": len(t), "train_s_per_it": float(t["train_s_per_it"].median()),
                "train_batch": batch, "sample_s_per_step": float(t["sample_s_per_step"].median()),
-               "sampling_steps": int(t["sampling_steps"].iloc[0]), "inference_s_per_batch": float(t["inference_s_per_batch"].median()),
-               "sample_batch": s.prof.sample_batch,
-               "inference_peak_mem_gb": (float(t["inference_peak_mem_gb"].iloc[0])
-                                         if "inference_peak_mem_gb" in t else None)}
-        for c in TIMED:
-            row[f"{c}_ratio_to_ddpm"] = float(np.median(round_ratios(timings, c, n)))
-        mem_ref = timings.loc[timings["process"] == "ddpm", "inference_peak_mem_gb"] \
-            if "inference_peak_mem_gb" in timings else None
-        row["inference_peak_mem_gb_ratio_to_ddpm"] = (row["inference_peak_mem_gb"] / float(mem_ref.iloc[0])
-                                                      if mem_ref is not None and row["inference_peak_mem_gb"]
-                                                      else None)
+               "sampling_steps": int(t["sampling_steps"].iloc[0]),
+               "inference_s_per_batch": float(t["inference_s_per_batch"].median()),
+               "sample_batch": s.prof.sample_batch, "inference_peak_mem_gb": mem,
+               **{f"{c}_ratio_to_ddpm": float(np.median(round_ratios(timings, c, n))) for c in TIMED},
+               "inference_peak_mem_gb_ratio_to_ddpm": mem / mem_ref if mem and mem_ref else None}
         rows.append(row)
     df = pd.DataFrame(rows)
     df["memory_note"] = "CUDA peak allocated" if torch.device(s.dev).type == "cuda" else "n/a on CPU"
