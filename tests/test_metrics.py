@@ -306,6 +306,22 @@ def test_committed_mnistclf_loads_with_the_recorded_hash_and_never_trains(monkey
             "heldout_accuracy": record["heldout_accuracy"], "heldout_count": 500} in features.used_extractors()
 
 
+def test_committed_cifarclf_loads_with_the_recorded_hash_without_the_dataset(monkeypatch):
+    import hashlib
+    import json
+    from lib.metrics import features
+    record = json.loads((features.WEIGHTS_DIR / "cifarclf.json").read_text())
+    sha = hashlib.sha256((features.WEIGHTS_DIR / record["file"]).read_bytes()).hexdigest()
+    assert sha == record["sha256"] and record["heldout_accuracy"] > 0.75
+    assert json.loads(record["train_data"])["classes_present"] == 10 and "/work/" not in record["train_data"]
+    monkeypatch.setattr(features, "train_classifier_extractor",
+                        lambda *a, **k: pytest.fail("get_extractor('cifarclf') trained instead of loading"))
+    ext = get_extractor("cifarclf")  # no data_root: the committed file needs no CIFAR-10 folder
+    assert ext.origin == "committed" and ext.weights_sha256 == sha and ext.cache_id == f"cifarclf-{sha[:12]}"
+    f = ext.features(torch.zeros(4, 3, 32, 32).uniform_(-1, 1, generator=torch.Generator().manual_seed(0)))
+    assert f.shape == (4, record["feature_dim"]) and torch.isfinite(torch.as_tensor(f)).all()
+
+
 def test_changed_or_missing_committed_weights_are_refused(tmp_path):
     from lib.metrics import features
     for name in ("mnistclf.pt", "mnistclf.json"):
