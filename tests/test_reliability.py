@@ -6,11 +6,9 @@ expected outcomes asserted, so the committed table cannot silently go wrong.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,20 +16,13 @@ import torch
 
 from lib.reports import ledger
 from lib.experiment import ParameterError, validate_parameters
+from tests.scripts_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
-rr = _load("reliability_report")
-runner = _load("run_notebooks")
+rr = load_script("reliability_report")
+runner = load_script("run_notebooks")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ Everything runs on a tiny fake results tree in tmp_path; the browser test skips 
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -16,14 +15,11 @@ from PIL import Image
 
 from lib.reports import claims as lc
 from lib.reports import ledger
+from tests.scripts_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("build_index", ROOT / "scripts" / "build_index.py")
-build_index = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(build_index)
-_bspec = importlib.util.spec_from_file_location("browser", ROOT / "scripts" / "browser.py")
-browser = importlib.util.module_from_spec(_bspec)  # the headless-Chromium helpers and the link check
-_bspec.loader.exec_module(browser)
+build_index = load_script("build_index")
+browser = load_script("browser")  # the headless-Chromium helpers and the link check
 
 ERROR = "cell [3]: ValueError: deliberate <failure> & more"
 
@@ -251,9 +247,7 @@ def test_format_ours_never_fails_on_odd_shapes():
 # ----------------------------------------------------------------------------------------------------------------
 # The notebook reports themselves (results/<nb>/<profile>/report.html): figures inline, no stderr, no machine paths
 
-_rspec = importlib.util.spec_from_file_location("run_notebooks", ROOT / "scripts" / "run_notebooks.py")
-run_notebooks = importlib.util.module_from_spec(_rspec)
-_rspec.loader.exec_module(run_notebooks)
+run_notebooks = load_script("run_notebooks")
 
 MACHINE_PATH = re.compile(r"(?<![\w.:/-])/(?:work|home|tmp|root|Users|mnt|opt|var|srv|private)/[\w.-]+")
 STDERR_BLOCK = 'data-mime-type="application/vnd.jupyter.stderr"'
@@ -375,9 +369,6 @@ def test_index_cards_follow_the_papers_sections(tree):
 def test_results_made_by_older_inputs_are_marked_in_the_index_and_the_ledger(tmp_path):
     """A result whose run.json input hash is not what the runner computes now (notebook, parameters, lib/,
     requirements) is marked "older inputs" on its card and named on top of claims.md; a current one is not."""
-    import sys
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import run_notebooks
     res, nbs = tmp_path / "results", tmp_path / "notebooks"
     nbs.mkdir()
     params = {"profile": "quick", "seeds": [0, 1, 2]}
